@@ -1,0 +1,1 @@
+"""Shared runtime of the Discogs consumers: settings, logging, records, batching, AMQP, health."""

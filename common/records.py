@@ -1,0 +1,233 @@
+"""Discogs records: the data types, and normalisation of both wire shapes into one.
+
+Producers publish either the *normalised* shape (wrappers flattened, lists always arrays,
+no XML attribute prefixes) or the older *raw* shape (the XML turned into JSON the xmltodict
+way). :func:`normalise` turns either into the normalised shape and is idempotent, so a
+normalised record passes through unchanged. Pure: no I/O.
+
+Rules beyond the wire contract (documented in docs/wire-format.md):
+- ids are decimal strings (``123`` and ``"123"`` are one record);
+- empty values (``None``, ``""``, ``{}``, ``[]``) are dropped, so absent and empty agree;
+- ``year`` is an integer when it parses, otherwise dropped;
+- a string holding NUL (``\\u0000``) makes the record invalid: neither PostgreSQL text nor
+  jsonb can store it, and silently altering data is worse than dead-lettering it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+
+class DataType(StrEnum):
+    ARTISTS = "artists"
+    LABELS = "labels"
+    MASTERS = "masters"
+    RELEASES = "releases"
+
+
+class InvalidRecord(ValueError):
+    """A record that can never be stored; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One normalised Discogs record: ``data`` holds every field, ``id`` included."""
+
+    id: str
+    sha256: str
+    data: dict[str, Any]
+
+
+# Wrapper element -> its child element, as in the XML dumps (same names in every file).
+_WRAPPERS: dict[str, str] = {
+    "urls": "url",
+    "namevariations": "name",
+    "aliases": "name",
+    "members": "name",
+    "groups": "name",
+    "sublabels": "label",
+    "images": "image",
+    "artists": "artist",
+    "extraartists": "artist",
+    "labels": "label",
+    "genres": "genre",
+    "styles": "style",
+    "videos": "video",
+    "formats": "format",
+    "descriptions": "description",
+    "tracklist": "track",
+    "sub_tracks": "track",
+    "identifiers": "identifier",
+    "companies": "company",
+}
+# Lists of plain strings; every other wrapper holds objects.
+_TEXT_LISTS = frozenset({"urls", "namevariations", "genres", "styles", "descriptions"})
+# Lists of references whose element text is the referenced entity's name.
+_REF_LISTS = frozenset({"aliases", "members", "groups", "sublabels"})
+# Single references: element text is the name, attribute id the id.
+_REF_FIELDS = frozenset({"parentLabel"})
+# Fields holding another record's id.
+_ID_FIELDS = frozenset({"id", "main_release", "master_id"})
+# Fields that must hold text (numbers are accepted and kept as given).
+_SCALARS = frozenset(
+    {"name", "title", "realname", "profile", "country", "released", "notes", "data_quality",
+     "contactinfo", "status", "catno", "role", "anv", "join", "position", "duration"}
+)
+_ID_RE = re.compile(r"[0-9]{1,19}")
+_YEAR_RE = re.compile(r"\s*([0-9]{4})")
+_MAX_DEPTH = 32
+
+
+def normalise(data_type: DataType, obj: object) -> Record:
+    """Normalise one record of either wire shape; raise :class:`InvalidRecord` if impossible."""
+    if not isinstance(obj, dict):
+        raise InvalidRecord(f"record must be a JSON object, got {type(obj).__name__}")
+    given_hash = obj.get("sha256")
+    body = {k: v for k, v in obj.items() if k not in ("type", "sha256")}
+    data = _object(body, ref=False, depth=0)
+    if data.get("id") is None:
+        raise InvalidRecord("record has no id")
+    if data_type is DataType.RELEASES and "master_id" in body:
+        _main_release_flag(body["master_id"], data)
+    if given_hash is not None and (not isinstance(given_hash, str) or not given_hash):
+        raise InvalidRecord("sha256 must be a non-empty string")
+    encoded = canonical_json(data)
+    if b"\\u0000" in encoded:
+        raise InvalidRecord("a string holds NUL (\\u0000), which PostgreSQL cannot store")
+    sha = given_hash if isinstance(given_hash, str) else hashlib.sha256(encoded).hexdigest()
+    return Record(id=data["id"], sha256=sha, data=data)
+
+
+def canonical_json(data: dict[str, Any]) -> bytes:
+    """A stable serialisation (sorted keys) used for hashing and comparisons."""
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+
+
+def release_year(released: object) -> int | None:
+    """The year of a free-form ``released`` value (``1999-03-00``, ``1999``), if any."""
+    if isinstance(released, int) and not isinstance(released, bool):
+        return released if 1000 <= released <= 9999 else None
+    if isinstance(released, str) and (m := _YEAR_RE.match(released)):
+        year = int(m.group(1))
+        return year if year > 0 else None
+    return None
+
+
+def _main_release_flag(raw: object, data: dict[str, Any]) -> None:
+    if isinstance(raw, dict):
+        flag = raw.get("@is_main_release", raw.get("is_main_release"))
+        if flag is not None:
+            data["is_main_release"] = str(flag).lower() == "true"
+
+
+def _object(obj: dict[str, Any], *, ref: bool, depth: int) -> dict[str, Any]:
+    if depth > _MAX_DEPTH:
+        raise InvalidRecord("record nests deeper than any Discogs record")
+    out: dict[str, Any] = {}
+    for raw_key, value in obj.items():
+        key = _key(raw_key, ref=ref)
+        if key == "is_main_release" and "is_main_release" in out:
+            continue
+        norm = _field(key, value, depth=depth + 1)
+        if not _is_empty(norm):
+            out[key] = norm
+    return out
+
+
+def _key(raw_key: str, *, ref: bool) -> str:
+    if raw_key == "#text":
+        return "name" if ref else "text"
+    return raw_key[1:] if raw_key.startswith("@") else raw_key
+
+
+def _field(key: str, value: Any, *, depth: int) -> Any:
+    if key in _ID_FIELDS:
+        return _id(key, value)
+    if key == "year":
+        return release_year(value)
+    if key in _WRAPPERS:
+        return _list(key, value, depth=depth)
+    if key in _REF_FIELDS:
+        return _ref(key, value, depth=depth)
+    return _plain(key, value, depth=depth)
+
+
+def _id(key: str, value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("#text", value.get("text", value.get("id")))
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidRecord(f"field {key!r} must be a string or integer id")
+    text = str(value).strip()
+    if not _ID_RE.fullmatch(text):
+        raise InvalidRecord(f"field {key!r} is not a Discogs id (decimal digits): {text[:40]!r}")
+    return text
+
+
+def _list(key: str, value: Any, *, depth: int) -> list[Any]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, dict):
+        child = _WRAPPERS[key]
+        value = value.get(child, [] if not value else value)
+    items = value if isinstance(value, list) else [value]
+    if key in _TEXT_LISTS:
+        return [t for item in items if (t := _text_item(key, item)) is not None]
+    ref = key in _REF_LISTS
+    out = []
+    for item in items:
+        if ref and isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict):
+            raise InvalidRecord(f"field {key!r} must hold objects, got {type(item).__name__}")
+        norm = _object(item, ref=ref, depth=depth)
+        if norm:
+            out.append(norm)
+    return out
+
+
+def _text_item(key: str, item: Any) -> str | None:
+    if isinstance(item, dict):
+        item = item.get("#text", item.get("text"))
+    if item is None or item == "":
+        return None
+    if isinstance(item, bool) or not isinstance(item, str | int | float):
+        raise InvalidRecord(f"field {key!r} must hold strings, got {type(item).__name__}")
+    return str(item)
+
+
+def _ref(key: str, value: Any, *, depth: int) -> dict[str, Any] | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return {"name": value}
+    if not isinstance(value, dict):
+        raise InvalidRecord(f"field {key!r} must be an object")
+    return _object(value, ref=True, depth=depth)
+
+
+def _plain(key: str, value: Any, *, depth: int) -> Any:
+    if isinstance(value, dict) and set(value) == {"#text"}:
+        value = value["#text"]
+    if key in _SCALARS:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidRecord(f"field {key!r} must be text, got {type(value).__name__}")
+        return value
+    if isinstance(value, dict):
+        return _object(value, ref=False, depth=depth)
+    if isinstance(value, list):
+        return [_plain(key, v, depth=depth + 1) for v in value if not _is_empty(v)]
+    return value
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}

@@ -1,0 +1,140 @@
+"""Service settings from environment variables (pydantic-settings).
+
+Built once in ``main()`` and passed down; nothing here is a module-level instance.
+Secrets may also be given as ``NAME_FILE`` pointing at a file (Docker secrets); secret
+values are ``SecretStr`` and never appear in ``repr``, logs, ``/health`` or ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Self
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+_SECRET_FILES = ("AMQP_URL", "NEO4J_PASSWORD", "POSTGRES_DSN", "POSTGRES_PASSWORD")
+
+
+class SettingsError(ValueError):
+    """Invalid configuration; ``str(e)`` is one line naming the variable and what is allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchConfig:
+    """Tuning of one service's :class:`~common.batching.BatchProcessor`."""
+
+    batch_size: int
+    flush_interval: float
+    max_pending: int
+    max_concurrent_flushes: int
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for log lines)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class CommonSettings(BaseSettings):
+    """Settings every consumer shares."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True)
+
+    amqp_url: SecretStr = SecretStr("amqp://discogs:discogs@127.0.0.1:5672/")
+    discogs_exchange_prefix: str = Field("discogs", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    amqp_prefetch: int | None = Field(None, gt=0, le=65535)
+    amqp_delivery_limit: int = Field(20, gt=0)
+    amqp_max_message_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    log_level: LogLevel = "INFO"
+    log_format: Literal["json", "console", "auto"] = "auto"
+    health_port: int = Field(8000, ge=0, le=65535)
+    shutdown_timeout: float = Field(30.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        for name in _SECRET_FILES:
+            path = os.environ.get(f"{name}_FILE")
+            if path and name.lower() not in values:
+                try:
+                    values[name.lower()] = Path(path).read_text(encoding="utf-8").strip()
+                except OSError as e:
+                    raise ValueError(f"{name}_FILE: cannot read {path}: {e.strerror}") from e
+        return values
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_url(cls, v: SecretStr) -> SecretStr:
+        for url in v.get_secret_value().split(","):
+            parts = urlsplit(url.strip())
+            if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+                raise ValueError("must be amqp://user:pass@host:port/vhost or amqps://...")
+        return v
+
+    @model_validator(mode="after")
+    def _pending_holds_a_batch(self) -> Self:
+        if type(self).batch is not CommonSettings.batch:
+            cfg = self.batch()
+            if cfg.max_pending < cfg.batch_size:
+                raise ValueError(
+                    f"MAX_PENDING ({cfg.max_pending}) must be at least the batch size "
+                    f"({cfg.batch_size})"
+                )
+        return self
+
+    def amqp_urls(self) -> list[str]:
+        """Every broker URL (a comma-separated list names the nodes of a cluster)."""
+        return [u.strip() for u in self.amqp_url.get_secret_value().split(",") if u.strip()]
+
+    def batch(self) -> BatchConfig:  # pragma: no cover - overridden by each service
+        raise NotImplementedError
+
+    def prefetch(self) -> int:
+        """Per-queue prefetch: explicit, or twice the batch size so a batch can fill."""
+        return self.amqp_prefetch or max(2 * self.batch().batch_size, 1)
+
+    def prefetch_warning(self) -> str | None:
+        size = self.batch().batch_size
+        if self.amqp_prefetch is not None and self.amqp_prefetch < size:
+            return (
+                f"AMQP_PREFETCH={self.amqp_prefetch} is below the batch size {size}: "
+                "batches of single-record messages can never fill and wait for the flush timer"
+            )
+        return None
+
+
+def load(cls: type[CommonSettings]) -> CommonSettings:
+    """Build settings from the environment, turning errors into one readable line."""
+    try:
+        return cls()
+    except ValidationError as e:
+        raise SettingsError(_describe(e)) from e
+    except ValueError as e:
+        raise SettingsError(str(e)) from e
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for err in error.errors(include_url=False, include_input=False):
+        loc = "_".join(str(p) for p in err["loc"]).upper()
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    return "invalid setting: " + "; ".join(lines)

@@ -1,0 +1,50 @@
+"""The contract between the batching runtime and a service's database writer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from common.messages import ExtractionComplete, FileComplete
+from common.records import DataType, Record
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What one committed batch did: rows/nodes rewritten, and records whose hash matched."""
+
+    written: int
+    unchanged: int
+
+
+class TransientWriteError(Exception):
+    """The database could not take the batch now (down, restarting, deadlock): retry later.
+
+    The runtime retries with backoff for as long as it takes, never dead-letters on it.
+    """
+
+
+class BatchRejected(Exception):
+    """The database refused the batch for a deterministic reason (bad data).
+
+    The runtime splits the batch to isolate the record(s) at fault; ``str(e)`` is the reason.
+    """
+
+
+class Writer(Protocol):
+    """Writes batches of one data type; each call is one committed transaction.
+
+    ``records`` never holds two records with the same id. Implementations map their
+    driver's errors onto :class:`TransientWriteError` and :class:`BatchRejected`.
+    """
+
+    async def write(self, data_type: DataType, records: Sequence[Record]) -> WriteResult: ...
+
+    async def file_complete(self, message: FileComplete) -> None:
+        """Every record of the file is committed; run the type's completion work."""
+        ...
+
+    async def extraction_complete(self, data_type: DataType, message: ExtractionComplete) -> None:
+        """Every record of the run for ``data_type`` is committed."""
+        ...

@@ -1,0 +1,1 @@
+"""extractor: streams the Discogs XML dumps onto RabbitMQ."""

@@ -1,0 +1,1 @@
+"""graphinator: Discogs records into Neo4j with batched UNWIND Cypher."""

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Brings up (or down) the three real servers the tests and `make run` use, all on
+# 127.0.0.1, with no Docker engine needed:
+#   RabbitMQ   5672 (management 15672)   Debian's rabbitmq-server
+#   PostgreSQL 5432                      Debian's postgresql (15), via pg_ctlcluster
+#   Neo4j      7687 (HTTP 7474)          5.26 Community jars from Maven Central
+# Idempotent: a server already answering is left alone, so a second run takes seconds.
+# Where `docker info` answers and SERVICES_USE_DOCKER=1, docker compose starts them instead.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=${SERVICES_DIR:-$ROOT/.services}
+NEO4J_HOME=$STATE/neo4j
+NEO4J_VERSION=$(sed -n 's:.*<neo4j.version>\(.*\)</neo4j.version>.*:\1:p' "$ROOT/services/neo4j/pom.xml")
+NEO4J_PASSWORD=${NEO4J_PASSWORD:-discogs-pass}
+PG_USER=${POSTGRES_USER:-discogs}
+PG_PASSWORD=${POSTGRES_PASSWORD:-discogs}
+PG_DB=${POSTGRES_DB:-discogs}
+AMQP_USER=${AMQP_USER:-discogs}
+AMQP_PASSWORD=${AMQP_PASSWORD:-discogs}
+
+log() { printf '[services] %s\n' "$*"; }
+die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND until it succeeds or the deadline passes.
+wait_for() {
+  local what=$1 limit=$2; shift 2
+  local deadline=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "$what did not become ready within ${limit}s"
+    sleep 0.5
+  done
+}
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  ((${#missing[@]} == 0)) && return 0
+  log "installing ${missing[*]} from Debian's packages"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# ---------------------------------------------------------------- RabbitMQ
+rabbit_up() {
+  if rabbitmqctl -q status >/dev/null 2>&1 && rabbit_ready; then log "rabbitmq already up"; return; fi
+  apt_install rabbitmq-server
+  if ! rabbitmqctl -q status >/dev/null 2>&1; then
+    log "starting rabbitmq"
+    rabbitmq-server -detached
+  fi
+  # await_startup returns at once while the Erlang node is not yet reachable, so poll it.
+  wait_for "rabbitmq (see /var/log/rabbitmq)" 120 rabbitmqctl -q await_startup --timeout 5
+  rabbitmq-plugins -q enable rabbitmq_management >/dev/null
+  if ! rabbitmqctl -q list_users | grep -q "^${AMQP_USER}\b"; then
+    rabbitmqctl -q add_user "$AMQP_USER" "$AMQP_PASSWORD" >/dev/null
+    rabbitmqctl -q set_user_tags "$AMQP_USER" administrator >/dev/null
+    rabbitmqctl -q set_permissions -p / "$AMQP_USER" ".*" ".*" ".*" >/dev/null
+  fi
+  wait_for "rabbitmq AMQP port" 60 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672'
+  wait_for "rabbitmq management" 60 rabbit_ready
+  log "rabbitmq up on 127.0.0.1:5672"
+}
+rabbit_ready() { bash -c 'exec 3<>/dev/tcp/127.0.0.1/15672' 2>/dev/null && rabbitmqctl -q list_users 2>/dev/null | grep -q "^${AMQP_USER}\b"; }
+rabbit_down() {
+  if rabbitmqctl -q status >/dev/null 2>&1; then log "stopping rabbitmq"; rabbitmqctl -q stop >/dev/null 2>&1 || true; fi
+}
+
+# -------------------------------------------------------------- PostgreSQL
+pg_cluster() { pg_lsclusters -h 2>/dev/null | awk '$3 == 5432 {print $1, $2; exit}'; }
+pg_up() {
+  apt_install postgresql
+  local cluster; cluster=$(pg_cluster)
+  [[ -n $cluster ]] || die "no PostgreSQL cluster on port 5432 (pg_lsclusters)"
+  # shellcheck disable=SC2086
+  set -- $cluster
+  if ! pg_ctlcluster "$1" "$2" status >/dev/null 2>&1; then
+    log "starting postgresql $1/$2"
+    pg_ctlcluster "$1" "$2" start
+  fi
+  wait_for "postgresql" 60 pg_isready -q -h 127.0.0.1 -p 5432
+  su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='${PG_USER}'\"" | grep -q 1 ||
+    su postgres -c "psql -qc \"CREATE ROLE ${PG_USER} LOGIN CREATEDB PASSWORD '${PG_PASSWORD}'\""
+  su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='${PG_DB}'\"" | grep -q 1 ||
+    su postgres -c "createdb -O ${PG_USER} ${PG_DB}"
+  log "postgresql up on 127.0.0.1:5432"
+}
+pg_down() {
+  local cluster; cluster=$(pg_cluster)
+  [[ -n $cluster ]] || return 0
+  # shellcheck disable=SC2086
+  set -- $cluster
+  if pg_ctlcluster "$1" "$2" status >/dev/null 2>&1; then log "stopping postgresql"; pg_ctlcluster "$1" "$2" stop; fi
+}
+
+# ------------------------------------------------------------------- Neo4j
+neo4j_java() { java -cp "$NEO4J_HOME/lib/*" "$@"; }
+neo4j_env() { export NEO4J_HOME NEO4J_CONF=$NEO4J_HOME/conf; }
+bolt_ready() { "$ROOT/.venv/bin/python" "$ROOT/scripts/bolt_ping.py" >/dev/null 2>&1; }
+neo4j_install() {
+  local stamp=$NEO4J_HOME/lib/.version
+  if [[ -f $stamp && $(cat "$stamp") == "$NEO4J_VERSION" ]]; then return; fi
+  log "resolving Neo4j $NEO4J_VERSION jars from Maven Central"
+  rm -rf "$NEO4J_HOME/lib"
+  mkdir -p "$NEO4J_HOME"/{lib,conf,data,logs,run,plugins,import}
+  mvn -q -B -Dstyle.color=never -f "$ROOT/services/neo4j/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$NEO4J_HOME/lib"
+  echo "$NEO4J_VERSION" >"$stamp"
+}
+neo4j_up() {
+  if bolt_ready; then log "neo4j already up"; return; fi
+  neo4j_install
+  mkdir -p "$NEO4J_HOME"/{conf,data,logs,run,plugins,import}
+  cp "$ROOT/services/neo4j/neo4j.conf" "$NEO4J_HOME/conf/neo4j.conf"
+  neo4j_env
+  if [[ ! -f $NEO4J_HOME/data/dbms/auth.ini ]]; then
+    neo4j_java org.neo4j.server.startup.Neo4jAdminCommand dbms set-initial-password "$NEO4J_PASSWORD" >/dev/null
+  fi
+  if ! neo4j_java org.neo4j.server.startup.Neo4jCommand status >/dev/null 2>&1; then
+    log "starting neo4j $NEO4J_VERSION"
+    neo4j_java org.neo4j.server.startup.Neo4jCommand start >"$NEO4J_HOME/logs/launcher.log" 2>&1 ||
+      die "neo4j did not start: $(tail -5 "$NEO4J_HOME/logs/launcher.log")"
+  fi
+  wait_for "neo4j bolt (see $NEO4J_HOME/logs)" 180 bolt_ready
+  log "neo4j up on bolt://127.0.0.1:7687"
+}
+neo4j_down() {
+  [[ -d $NEO4J_HOME/lib ]] || return 0
+  neo4j_env
+  if neo4j_java org.neo4j.server.startup.Neo4jCommand status >/dev/null 2>&1; then
+    log "stopping neo4j"
+    neo4j_java org.neo4j.server.startup.Neo4jCommand stop >/dev/null
+  fi
+}
+
+use_docker() { [[ ${SERVICES_USE_DOCKER:-0} == 1 ]] && docker info >/dev/null 2>&1; }
+
+case ${1:-up} in
+  up)
+    if use_docker; then docker compose -f "$ROOT/docker-compose.yml" up -d --wait rabbitmq postgres neo4j; exit; fi
+    rabbit_up; pg_up; neo4j_up ;;
+  down)
+    if use_docker; then docker compose -f "$ROOT/docker-compose.yml" stop rabbitmq postgres neo4j; exit; fi
+    neo4j_down; pg_down; rabbit_down ;;
+  up-rabbitmq) rabbit_up ;; down-rabbitmq) rabbit_down ;;
+  up-postgres) pg_up ;; down-postgres) pg_down ;;
+  up-neo4j) neo4j_up ;; down-neo4j) neo4j_down ;;
+  *) die "usage: $0 up|down|up-<server>|down-<server>" ;;
+esac

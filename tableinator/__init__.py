@@ -1,0 +1,1 @@
+"""tableinator: Discogs records into PostgreSQL by COPY and an ON CONFLICT merge."""
