@@ -76,8 +76,24 @@ _REF_FIELDS = frozenset({"parentLabel"})
 _ID_FIELDS = frozenset({"id", "main_release", "master_id"})
 # Fields that must hold text (numbers are accepted and kept as given).
 _SCALARS = frozenset(
-    {"name", "title", "realname", "profile", "country", "released", "notes", "data_quality",
-     "contactinfo", "status", "catno", "role", "anv", "join", "position", "duration"}
+    {
+        "name",
+        "title",
+        "realname",
+        "profile",
+        "country",
+        "released",
+        "notes",
+        "data_quality",
+        "contactinfo",
+        "status",
+        "catno",
+        "role",
+        "anv",
+        "join",
+        "position",
+        "duration",
+    }
 )
 _ID_RE = re.compile(r"[0-9]{1,19}")
 _YEAR_RE = re.compile(r"\s*([0-9]{4})")
@@ -176,18 +192,19 @@ def _list(key: str, value: Any, *, depth: int) -> list[Any]:
         return []
     if isinstance(value, dict):
         child = _WRAPPERS[key]
-        value = value.get(child, [] if not value else value)
+        value = value.get(child, value or [])
     items = value if isinstance(value, list) else [value]
     if key in _TEXT_LISTS:
         return [t for item in items if (t := _text_item(key, item)) is not None]
     ref = key in _REF_LISTS
     out = []
     for item in items:
-        if ref and isinstance(item, str):
-            item = {"name": item}
-        if not isinstance(item, dict):
-            raise InvalidRecord(f"field {key!r} must hold objects, got {type(item).__name__}")
-        norm = _object(item, ref=ref, depth=depth)
+        if _is_empty(item):
+            continue
+        obj = {"name": item} if ref and isinstance(item, str) else item
+        if not isinstance(obj, dict):
+            raise InvalidRecord(f"field {key!r} must hold objects, got {type(obj).__name__}")
+        norm = _object(obj, ref=ref, depth=depth)
         if norm:
             out.append(norm)
     return out
@@ -230,4 +247,4 @@ def _plain(key: str, value: Any, *, depth: int) -> Any:
 
 
 def _is_empty(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {}
+    return value is None or (not value and isinstance(value, str | list | dict))

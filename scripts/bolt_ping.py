@@ -8,7 +8,10 @@ from neo4j import GraphDatabase
 
 def main() -> int:
     uri = os.environ.get("NEO4J_URI", "bolt://127.0.0.1:7687")
-    auth = (os.environ.get("NEO4J_USERNAME", "neo4j"), os.environ.get("NEO4J_PASSWORD", "discogs-pass"))
+    auth = (
+        os.environ.get("NEO4J_USERNAME", "neo4j"),
+        os.environ.get("NEO4J_PASSWORD", "discogs-pass"),
+    )
     try:
         with GraphDatabase.driver(uri, auth=auth, connection_timeout=2) as driver:
             driver.execute_query("RETURN 1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from psycopg.conninfo import make_conninfo
 from pydantic import Field, SecretStr, field_validator
 
 from common.settings import BatchConfig, CommonSettings
@@ -36,8 +37,6 @@ class TableinatorSettings(CommonSettings):
         """The libpq connection string (holds the password: never log it)."""
         if self.postgres_dsn is not None:
             return self.postgres_dsn.get_secret_value()
-        from psycopg.conninfo import make_conninfo
-
         return make_conninfo(
             host=self.postgres_host,
             port=self.postgres_port,
