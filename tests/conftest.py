@@ -57,9 +57,11 @@ async def neo4j_driver() -> AsyncIterator[AsyncDriver]:
 
 async def clear_graph(driver: AsyncDriver) -> None:
     """Delete every node, relationship, constraint and index (in chunks: no huge tx)."""
-    await driver.execute_query(
-        "MATCH (n) CALL { WITH n DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
-    )
+    async with driver.session() as session:  # CALL IN TRANSACTIONS needs an implicit tx
+        result = await session.run(
+            "MATCH (n) CALL { WITH n DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
+        )
+        await result.consume()
     records, _, _ = await driver.execute_query("SHOW CONSTRAINTS YIELD name")
     for rec in records:
         await driver.execute_query(f"DROP CONSTRAINT `{rec['name']}` IF EXISTS")
