@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -121,7 +121,10 @@ class CommonSettings(BaseSettings):
         return None
 
 
-def load(cls: type[CommonSettings]) -> CommonSettings:
+S = TypeVar("S", bound=CommonSettings)
+
+
+def load(cls: type[S]) -> S:
     """Build settings from the environment, turning errors into one readable line."""
     try:
         return cls()

@@ -1,0 +1,331 @@
+"""BatchProcessor: buffers records per data type, writes them in batches, settles messages.
+
+- A type is flushed when ``batch_size`` records are pending or ``flush_interval`` seconds
+  have passed since its oldest pending record.
+- ``max_pending`` bounds the records held (buffered + in flight): :meth:`add` waits for
+  room rather than letting memory grow.
+- At most ``max_concurrent_flushes`` writes run at once; a record whose id is already in
+  a running (or forming) write of its type waits for that write, so two versions of one
+  record never race, never share a batch, and the later one is always written last.
+- A delivery (one AMQP message, one or many records) is settled exactly once, by
+  :meth:`_Ticket.resolve`, after every write holding one of its records has committed.
+- Transient write failures are retried with backoff for as long as it takes; a batch the
+  database rejects is split in halves until the bad records are isolated and
+  dead-lettered, and the rest commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Protocol, Self
+
+import orjson
+import structlog
+
+from common.metrics import Metrics
+from common.records import DataType, Record
+from common.settings import BatchConfig
+from common.sink import BatchRejected, TransientWriteError, Writer
+
+log = structlog.get_logger(__name__)
+
+_MAX_BACKOFF = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A record that will not be stored: why, and the record's own wire body if it has one."""
+
+    reason: str
+    body: bytes | None = None
+
+
+class Delivery(Protocol):
+    """One received message. :meth:`settle` is called exactly once per delivery."""
+
+    async def settle(self, rejections: Sequence[Rejection]) -> None:
+        """Ack; first dead-letter each rejection (all of the message when ``body`` is None)."""
+        ...
+
+
+@dataclass(slots=True)
+class _Ticket:
+    delivery: Delivery
+    data_type: DataType
+    remaining: int
+    size: int
+    batch: bool
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    record: Record
+    ticket: _Ticket
+
+
+@dataclass(slots=True)
+class _TypeState:
+    pending: list[_Item] = field(default_factory=list)
+    oldest: float = 0.0
+    inflight_ids: set[str] = field(default_factory=set)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class BatchProcessor:
+    """Generic over an injected :class:`~common.sink.Writer`; an async context manager."""
+
+    def __init__(
+        self, *, writer: Writer, config: BatchConfig, metrics: Metrics, service: str
+    ) -> None:
+        self._writer = writer
+        self._cfg = config
+        self._metrics = metrics
+        self._service = service
+        self._types = {t: _TypeState() for t in DataType}
+        self._held = 0  # records buffered or in flight
+        self._room = asyncio.Condition()
+        self._flush_slots = asyncio.Semaphore(config.max_concurrent_flushes)
+        self._wake = asyncio.Event()
+        self._timer: asyncio.Task[None] | None = None
+        self._closed = False
+        self.failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    async def __aenter__(self) -> Self:
+        self._timer = asyncio.create_task(self._timer_loop(), name="batch-timer")
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if et is None:
+            await self.close()
+        else:
+            await self.abort()
+
+    async def abort(self) -> None:
+        """Stop at once: cancel running writes and settle nothing (all will be redelivered)."""
+        self._closed = True
+        tasks = [t for s in self._types.values() for t in s.tasks]
+        if self._timer is not None:
+            tasks.append(self._timer)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @property
+    def held(self) -> int:
+        return self._held
+
+    async def add(
+        self,
+        data_type: DataType,
+        records: Sequence[Record],
+        delivery: Delivery,
+        *,
+        rejections: Iterable[Rejection] = (),
+        batch: bool = False,
+    ) -> None:
+        """Take one delivery's records; waits while ``max_pending`` records are held.
+
+        ``batch`` marks a message of many records: a record rejected later is then
+        dead-lettered on its own, not the whole message.
+        """
+        if self._closed:
+            raise RuntimeError("BatchProcessor is closed")
+        rejected = list(rejections)
+        size = len(records) + len(rejected)
+        ticket = _Ticket(delivery, data_type, len(records), size, batch, rejected)
+        self._metrics.record_consumed(data_type, size)
+        if not records:
+            await self._resolve(ticket)
+            return
+        await self._wait_for_room(len(records))
+        state = self._types[data_type]
+        if not state.pending:
+            state.oldest = time.monotonic()
+            self._wake.set()
+        state.pending.extend(_Item(record, ticket) for record in records)
+        self._held += len(records)
+        if len(state.pending) >= self._cfg.batch_size:
+            self._start_flushes(data_type, full_only=True)
+
+    async def drain(self, data_type: DataType) -> None:
+        """Write everything pending of ``data_type`` and wait until all of it has settled."""
+        state = self._types[data_type]
+        while state.pending or state.tasks:
+            self._start_flushes(data_type, full_only=False)
+            if state.tasks:
+                await asyncio.wait(set(state.tasks))
+
+    async def close(self) -> None:
+        """Drain every type, then stop the timer. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.gather(*(self.drain(t) for t in DataType))
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                await asyncio.gather(self._timer, return_exceptions=True)
+
+    # ------------------------------------------------------------------ internals
+
+    async def _wait_for_room(self, n: int) -> None:
+        limit = self._cfg.max_pending
+        if self._held + n <= limit or self._held == 0:
+            return
+        async with self._room:
+            await self._room.wait_for(lambda: self._held + n <= limit or self._held == 0)
+
+    async def _release_room(self, n: int) -> None:
+        self._held -= n
+        async with self._room:
+            self._room.notify_all()
+
+    def _start_flushes(self, data_type: DataType, *, full_only: bool) -> None:
+        state = self._types[data_type]
+        size = self._cfg.batch_size
+        while len(state.pending) >= (size if full_only else 1):
+            batch: list[_Item] = []
+            kept: list[_Item] = []
+            for item in state.pending:
+                if len(batch) < size and item.record.id not in state.inflight_ids:
+                    batch.append(item)
+                    state.inflight_ids.add(item.record.id)
+                else:
+                    kept.append(item)
+            if not batch:
+                return  # everything left waits for a running write of the same ids
+            state.pending = kept
+            state.oldest = time.monotonic()
+            task = asyncio.create_task(self._run_batch(data_type, batch))
+            state.tasks.add(task)
+            task.add_done_callback(functools.partial(self._batch_done, state=state))
+
+    def _batch_done(self, task: asyncio.Task[None], *, state: _TypeState) -> None:
+        state.tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and not self.failed.done():
+            log.error("batch failed", service=self._service, error=repr(exc))
+            self.failed.set_result(exc)
+
+    async def _timer_loop(self) -> None:
+        interval = self._cfg.flush_interval
+        while True:
+            now = time.monotonic()
+            due = [s.oldest + interval for s in self._types.values() if s.pending]
+            self._wake.clear()
+            if not due:
+                await self._wake.wait()
+                continue
+            wait = min(due) - now
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                continue
+            for data_type, state in self._types.items():
+                if state.pending and state.oldest + interval <= now:
+                    self._start_flushes(data_type, full_only=False)
+
+    async def _run_batch(self, data_type: DataType, items: list[_Item]) -> None:
+        state = self._types[data_type]
+        try:
+            async with self._flush_slots:
+                await self._write_split(data_type, items)
+            for item in items:
+                item.ticket.remaining -= 1
+                if item.ticket.remaining == 0:
+                    await self._resolve(item.ticket)
+        finally:
+            state.inflight_ids.difference_update(i.record.id for i in items)
+            await self._release_room(len(items))
+            if state.pending:
+                self._wake.set()
+
+    async def _write_split(self, data_type: DataType, items: list[_Item]) -> None:
+        try:
+            await self._write_with_retry(data_type, items)
+        except BatchRejected as e:
+            if len(items) == 1:
+                item = items[0]
+                log.warning(
+                    "record rejected",
+                    service=self._service,
+                    data_type=data_type.value,
+                    record_id=item.record.id,
+                    reason=str(e),
+                )
+                body = _record_body(item.record) if item.ticket.batch else None
+                item.ticket.rejections.append(Rejection(str(e), body))
+                return
+            log.info("batch split", data_type=data_type.value, size=len(items), reason=str(e))
+            half = len(items) // 2
+            await self._write_split(data_type, items[:half])
+            await self._write_split(data_type, items[half:])
+
+    async def _write_with_retry(self, data_type: DataType, items: list[_Item]) -> None:
+        records = [i.record for i in items]
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                result = await self._writer.write(data_type, records)
+            except TransientWriteError as e:
+                attempt += 1
+                delay = min(_MAX_BACKOFF, 0.2 * 2**attempt) * (0.5 + random.random() / 2)  # noqa: S311
+                self._metrics.record_retry(data_type)
+                log.warning(
+                    "write retry",
+                    service=self._service,
+                    data_type=data_type.value,
+                    attempt=attempt,
+                    delay_s=round(delay, 2),
+                    error=str(e),
+                )
+                await asyncio.sleep(delay)
+                continue
+            self._log_batch(data_type, len(records), result.written, result.unchanged, started)
+            return
+
+    def _log_batch(
+        self, data_type: DataType, size: int, written: int, unchanged: int, started: float
+    ) -> None:
+        seconds = time.perf_counter() - started
+        self._metrics.record_batch(data_type, written=written, unchanged=unchanged, seconds=seconds)
+        stats = self._metrics.types[data_type]
+        log.info(
+            "Batch processed",
+            service=self._service,
+            data_type=data_type.value,
+            batch_size=size,
+            duration_ms=round(seconds * 1000, 1),
+            records_per_sec=round(size / seconds, 1) if seconds > 0 else None,
+            written=written,
+            unchanged=unchanged,
+            total=stats.written + stats.unchanged,
+            overall_records_per_sec=round(stats.rate(), 1),
+        )
+
+    async def _resolve(self, ticket: _Ticket) -> None:
+        """The one place a delivery is settled."""
+        await ticket.delivery.settle(ticket.rejections)
+        self._metrics.record_settled(ticket.data_type, ticket.size)
+        n_rejected = len(ticket.rejections)
+        if n_rejected:
+            self._metrics.record_dead_letter(ticket.data_type, n_rejected)
+
+
+def _record_body(record: Record) -> bytes:
+    """A record's own wire body (data message shape), for dead-lettering it alone."""
+    return orjson.dumps({**record.data, "sha256": record.sha256})

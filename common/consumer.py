@@ -1,0 +1,130 @@
+"""Turns AMQP deliveries into BatchProcessor work: decoding, dead-lettering, completions."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import structlog
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+
+from common.amqp import AmqpDelivery
+from common.batching import BatchProcessor, Rejection
+from common.messages import (
+    DataMessage,
+    ExtractionComplete,
+    FileComplete,
+    InvalidMessage,
+    decode,
+)
+from common.metrics import Metrics
+from common.records import DataType
+from common.sink import Writer
+
+log = structlog.get_logger(__name__)
+
+
+class MessageHandler:
+    """Handles one delivery at a time per queue; safe to share across the type queues."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        processor: BatchProcessor,
+        writer: Writer,
+        metrics: Metrics,
+        dlx: AbstractExchange,
+        max_message_bytes: int,
+    ) -> None:
+        self._service = service
+        self._processor = processor
+        self._writer = writer
+        self._metrics = metrics
+        self._dlx = dlx
+        self._max_bytes = max_message_bytes
+        self._file_started: dict[DataType, float] = {}
+
+    async def handle(self, data_type: DataType, message: AbstractIncomingMessage) -> None:
+        delivery = AmqpDelivery(message, dlx=self._dlx, data_type=data_type)
+        try:
+            decoded = decode(data_type, message.body, max_bytes=self._max_bytes)
+        except InvalidMessage as e:
+            log.warning(
+                "message dead-lettered",
+                service=self._service,
+                data_type=data_type.value,
+                reason=str(e),
+                redelivered=message.redelivered,
+            )
+            self._metrics.record_consumed(data_type, 1)
+            await delivery.settle([Rejection(str(e))])
+            self._metrics.record_settled(data_type, 1)
+            self._metrics.record_dead_letter(data_type)
+            return
+        if isinstance(decoded, DataMessage):
+            await self._data(decoded, delivery)
+        elif isinstance(decoded, FileComplete):
+            await self._file_complete(decoded, delivery)
+        else:
+            await self._extraction_complete(data_type, decoded, delivery)
+
+    async def _data(self, msg: DataMessage, delivery: AmqpDelivery) -> None:
+        self._file_started.setdefault(msg.data_type, time.monotonic())
+        rejections = []
+        for bad in msg.rejected:
+            log.warning(
+                "record dead-lettered",
+                service=self._service,
+                data_type=msg.data_type.value,
+                index=bad.index,
+                reason=bad.reason,
+            )
+            rejections.append(Rejection(bad.reason, _encode(bad.raw)))
+        await self._processor.add(
+            msg.data_type, msg.records, delivery, rejections=rejections, batch=msg.is_batch
+        )
+
+    async def _file_complete(self, msg: FileComplete, delivery: AmqpDelivery) -> None:
+        await self._processor.drain(msg.data_type)
+        await self._writer.file_complete(msg)
+        await delivery.settle([])
+        stats = self._metrics.types[msg.data_type]
+        started = self._file_started.pop(msg.data_type, None)
+        duration = time.monotonic() - started if started is not None else 0.0
+        done = stats.written + stats.unchanged
+        log.info(
+            "file complete",
+            service=self._service,
+            data_type=msg.data_type.value,
+            file=msg.file,
+            version=msg.version,
+            producer_total=msg.total_processed,
+            records=done,
+            written=stats.written,
+            unchanged=stats.unchanged,
+            dead_lettered=stats.dead_lettered,
+            duration_s=round(duration, 1),
+            records_per_sec=round(done / duration, 1) if duration > 0 else None,
+        )
+
+    async def _extraction_complete(
+        self, data_type: DataType, msg: ExtractionComplete, delivery: AmqpDelivery
+    ) -> None:
+        await self._processor.drain(data_type)
+        await self._writer.extraction_complete(data_type, msg)
+        await delivery.settle([])
+        log.info(
+            "extraction complete",
+            service=self._service,
+            data_type=data_type.value,
+            version=msg.version,
+            producer_count=msg.record_counts.get(data_type.value),
+        )
+
+
+def _encode(obj: object) -> bytes | None:
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return None

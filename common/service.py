@@ -1,0 +1,229 @@
+"""The consumer lifecycle both services share.
+
+Start: health endpoint, broker connection (retried until it answers), topology, one
+consuming task per data type. Stop (first SIGTERM/SIGINT, or a fatal error): stop
+consuming, drain the batches, settle, close the channel and connection, all within
+``shutdown_timeout``; a second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
+
+from common.amqp import SETTLE_ERRORS, Names, Topology, connect, declare_topology
+from common.batching import BatchProcessor
+from common.consumer import MessageHandler
+from common.health import HealthServer
+from common.logging import configure_logging
+from common.metrics import Metrics
+from common.records import DataType
+from common.settings import CommonSettings, S, SettingsError, load
+from common.sink import Writer
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """First SIGTERM/SIGINT sets ``stop``; a second one exits the process at once."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second signal: exiting now", signal=signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info("shutdown requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+class Service:
+    """One consumer service: ``await Service(...).run(stop)`` returns an exit code."""
+
+    def __init__(self, *, name: str, settings: CommonSettings, writer: Writer) -> None:
+        self.name = name
+        self._settings = settings
+        self._writer = writer
+        self.metrics = Metrics(name)
+        self.names = Names(settings.discogs_exchange_prefix, name)
+        self._connection: AbstractRobustConnection | None = None
+        self._queues: dict[DataType, AbstractQueue] = {}
+        self._consuming = False
+        self._depth_checked = 0.0
+        self.health: HealthServer | None = None
+
+    async def run(self, stop: asyncio.Event) -> int:
+        async with HealthServer(
+            host="0.0.0.0",  # noqa: S104 - a container's health port must be reachable
+            port=self._settings.health_port,
+            check=self._health,
+            registry=self.metrics.registry,
+            refresh=self._refresh_depths,
+        ) as self.health:
+            connection = await connect(self._settings.amqp_urls(), stop=stop)
+            if connection is None:
+                return EXIT_OK
+            self._connection = connection
+            try:
+                return await self._consume(connection, stop)
+            finally:
+                self._consuming = False
+                await asyncio.wait_for(connection.close(), timeout=10)
+
+    async def _consume(self, connection: AbstractRobustConnection, stop: asyncio.Event) -> int:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=self._settings.prefetch())
+        topology = await declare_topology(
+            channel, self.names, delivery_limit=self._settings.amqp_delivery_limit
+        )
+        self._queues = topology.queues
+        processor = BatchProcessor(
+            writer=self._writer,
+            config=self._settings.batch(),
+            metrics=self.metrics,
+            service=self.name,
+        )
+        async with processor:
+            handler = self._handler(processor, topology)
+            tasks = [
+                asyncio.create_task(self._consume_queue(q, t, handler), name=f"consume-{t}")
+                for t, q in topology.queues.items()
+            ]
+            self._consuming = True
+            log.info("consuming", service=self.name, queues=[q.name for q in self._queues.values()])
+            code = await self._wait_until_stopped(stop, processor, tasks)
+            self._consuming = False
+            await self._shutdown(processor, tasks, channel)
+        return code
+
+    def _handler(self, processor: BatchProcessor, topology: Topology) -> MessageHandler:
+        return MessageHandler(
+            service=self.name,
+            processor=processor,
+            writer=self._writer,
+            metrics=self.metrics,
+            dlx=topology.dead_letter_exchange,
+            max_message_bytes=self._settings.amqp_max_message_bytes,
+        )
+
+    @staticmethod
+    async def _consume_queue(
+        queue: AbstractQueue, data_type: DataType, handler: MessageHandler
+    ) -> None:
+        async with queue.iterator() as messages:
+            async for message in messages:
+                await handler.handle(data_type, message)
+
+    async def _wait_until_stopped(
+        self, stop: asyncio.Event, processor: BatchProcessor, tasks: list[asyncio.Task[None]]
+    ) -> int:
+        stopper = asyncio.create_task(stop.wait())
+        waiting: list[asyncio.Future[Any]] = [stopper, processor.failed, *tasks]
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if processor.failed.done():
+            log.error("stopping after a fatal batch error", service=self.name)
+            return EXIT_FAILED
+        for task in done:
+            if task in tasks and not task.cancelled() and task.exception() is not None:
+                log.error("consumer failed", service=self.name, error=repr(task.exception()))
+                return EXIT_FAILED
+        return EXIT_OK
+
+    async def _shutdown(
+        self, processor: BatchProcessor, tasks: list[asyncio.Task[None]], channel: AbstractChannel
+    ) -> None:
+        started = time.monotonic()
+        log.info("draining", service=self.name, held=processor.held)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await asyncio.wait_for(processor.close(), timeout=self._settings.shutdown_timeout)
+        except TimeoutError:
+            log.error(
+                "drain timed out; unsettled messages will be redelivered",
+                service=self.name,
+                held=processor.held,
+            )
+        with contextlib.suppress(*SETTLE_ERRORS):
+            await asyncio.wait_for(channel.close(), timeout=5)
+        log.info("stopped", service=self.name, seconds=round(time.monotonic() - started, 2))
+
+    def _health(self) -> tuple[bool, dict[str, Any]]:
+        connected = self._connection is not None and not self._connection.is_closed
+        ok = connected and self._consuming
+        return ok, {
+            "service": self.name,
+            "connected": connected,
+            "consuming": self._consuming,
+            "types": self.metrics.snapshot(),
+        }
+
+    async def _refresh_depths(self) -> None:
+        """Read each queue's depth from the broker, at most once a second."""
+        if time.monotonic() - self._depth_checked < 1 or self._connection is None:
+            return
+        self._depth_checked = time.monotonic()
+        for data_type, queue in self._queues.items():
+            try:
+                declared = await queue.declare(timeout=2)
+            except (TimeoutError, ConnectionError) as e:
+                log.debug("queue depth unavailable", queue=queue.name, error=repr(e))
+                continue
+            depth = declared.message_count or 0
+            self.metrics.queue_depth.labels(data_type.value).set(depth)
+
+
+async def retry_until(
+    what: str, attempt_once: Callable[[], Awaitable[bool]], *, stop: asyncio.Event
+) -> bool:
+    """Call ``attempt_once`` with backoff until it returns True (ready) or ``stop`` is set."""
+    delay = 0.5
+    while not stop.is_set():
+        if await attempt_once():
+            return True
+        log.warning("waiting for server", server=what, retry_in_s=round(delay, 1))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        delay = min(delay * 2, 30.0)
+    return False
+
+
+def run_main(
+    name: str,
+    settings_cls: type[S],
+    serve: Callable[[S, asyncio.Event], Awaitable[int]],
+) -> int:
+    """Entry point shared by the services: settings, logging, signals, then ``serve``."""
+    try:
+        settings = load(settings_cls)
+    except SettingsError as e:
+        sys.stderr.write(f"{name}: {e}\n")
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    if warning := settings.prefetch_warning():
+        log.warning("prefetch below batch size", detail=warning)
+    log.info("starting", service=name, prefetch=settings.prefetch(), **asdict(settings.batch()))
+
+    async def _run() -> int:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        return await serve(settings, stop)
+
+    return asyncio.run(_run())

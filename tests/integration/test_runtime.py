@@ -1,0 +1,248 @@
+"""The shared runtime on the real broker: acks, dead letters, redelivery, drain, health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import aio_pika
+import orjson
+import pytest
+
+from common.amqp import REASON_HEADER, Names
+from common.records import DataType
+from common.service import Service
+from tests import servers
+from tests.support import RecordingWriter, RuntimeSettings, eventually
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Running:
+    service: Service
+    stop: asyncio.Event
+    task: asyncio.Task[int]
+
+
+StartService = Callable[..., "contextlib.AbstractAsyncContextManager[Running]"]
+
+
+@pytest.fixture
+def start_service(exchange_prefix: str) -> StartService:
+    @contextlib.asynccontextmanager
+    async def start(writer: RecordingWriter, **overrides: object) -> AsyncIterator[Running]:
+        settings = RuntimeSettings(
+            amqp_url=servers.AMQP_URL,
+            discogs_exchange_prefix=exchange_prefix,
+            health_port=0,
+            **overrides,
+        )
+        service = Service(name="testsvc", settings=settings, writer=writer)
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(stop))
+        running = Running(service, stop, task)
+        try:
+            await eventually(lambda: service._health()[0] or task.done(), what="consuming")
+            assert not task.done(), task.result()
+            yield running
+        finally:
+            stop.set()
+            if not task.done():
+                await asyncio.wait_for(task, timeout=30)
+
+    return start
+
+
+async def publish(
+    connection: aio_pika.abc.AbstractConnection, prefix: str, data_type: DataType, *bodies: bytes
+) -> None:
+    channel = await connection.channel()
+    exchange = await channel.get_exchange(f"{prefix}-{data_type.value}")
+    for body in bodies:
+        await exchange.publish(aio_pika.Message(body), routing_key="", mandatory=True)
+    await channel.close()
+
+
+async def ready_count(connection: aio_pika.abc.AbstractConnection, queue: str) -> int:
+    channel = await connection.channel()
+    declared = await channel.declare_queue(queue, passive=True)
+    await channel.close()
+    return declared.declaration_result.message_count or 0
+
+
+def artist(i: int, **extra: object) -> bytes:
+    return orjson.dumps({"id": str(i), "name": f"Artist {i}", **extra})
+
+
+async def test_acks_only_after_commit_and_redelivers_after_a_crash(
+    start_service: StartService,
+    amqp_connection: aio_pika.abc.AbstractConnection,
+    exchange_prefix: str,
+) -> None:
+    held = RecordingWriter()
+    held.gate.clear()
+    names = Names(exchange_prefix, "testsvc")
+    async with start_service(held) as running:
+        await publish(
+            amqp_connection, exchange_prefix, DataType.ARTISTS, *(artist(i) for i in range(10))
+        )
+        await eventually(lambda: len(held.started) >= 5, what="a write started")
+        # Crash: the connection drops while the write is still open; nothing was acked.
+        assert running.service._connection is not None
+        running.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running.task
+        await running.service._connection.close()
+        running.stop.set()
+    assert held.count(DataType.ARTISTS) == 0
+    queue = names.queue(DataType.ARTISTS)
+    await eventually(lambda: _count_is(amqp_connection, queue, 10), what="requeued")
+    fresh = RecordingWriter()
+    async with start_service(fresh):
+        await eventually(lambda: fresh.count(DataType.ARTISTS) == 10, what="all redelivered")
+    assert await ready_count(amqp_connection, queue) == 0
+
+
+async def _count_is(connection: aio_pika.abc.AbstractConnection, queue: str, n: int) -> bool:
+    return await ready_count(connection, queue) == n
+
+
+POISON = {
+    "not UTF-8": b'{"id": "1", "name": "\xff\xfe"}',
+    "not JSON": b"{not json",
+    "array": b"[1, 2]",
+    "number": b"42",
+    "no id": b'{"name": "x"}',
+    "empty id": b'{"id": "", "name": "x"}',
+    "object id": b'{"id": {"a": 1}, "name": "x"}',
+    "injection id": b'{"id": "1; DROP TABLE artists", "name": "x"}',
+    "unknown type": b'{"type": "mystery", "id": "1"}',
+    "deep": b"[" * 10_000 + b"]" * 10_000,
+    "wrong field type": b'{"id": "5", "tracklist": "not a list"}',
+    "nul": b'{"id": "6", "name": "a\\u0000b"}',
+}
+
+
+async def test_bad_input_is_dead_lettered_with_reason(
+    start_service: StartService,
+    amqp_connection: aio_pika.abc.AbstractConnection,
+    exchange_prefix: str,
+) -> None:
+    writer = RecordingWriter()
+    names = Names(exchange_prefix, "testsvc")
+    good = [artist(i) for i in range(100, 110)]
+    batch = orjson.dumps(
+        {
+            "type": "batch",
+            "data_type": "artists",
+            "records": [{"id": "200", "name": "ok"}, {"id": "bad id"}, {"id": "201"}],
+        }
+    )
+    async with start_service(writer) as running:
+        bodies = [good[0], *POISON.values(), *good[1:], batch]
+        await publish(amqp_connection, exchange_prefix, DataType.ARTISTS, *bodies)
+        await eventually(lambda: writer.count(DataType.ARTISTS) == 12, what="valid records")
+        await eventually(
+            lambda: running.service.metrics.types[DataType.ARTISTS].dead_lettered == len(POISON) + 1
+        )
+        assert running.service._health()[0]
+    channel = await amqp_connection.channel()
+    dlq = await channel.declare_queue(names.dead_letter_queue(DataType.ARTISTS), passive=True)
+    reasons = []
+    async with dlq.iterator(timeout=10) as messages:
+        async for message in messages:
+            reasons.append(str(message.headers[REASON_HEADER]))
+            await message.ack()
+            if len(reasons) == len(POISON) + 1:
+                break
+    assert any("not UTF-8" in r for r in reasons)
+    assert any("not JSON" in r for r in reasons)
+    assert any("unknown message type" in r for r in reasons)
+    assert any("NUL" in r for r in reasons)
+    assert any("'tracklist'" in r for r in reasons)
+    assert sorted(writer.written[DataType.ARTISTS]) == sorted(
+        [str(i) for i in range(100, 110)] + ["200", "201"]
+    )
+
+
+async def test_stop_drains_pending_and_acks(
+    start_service: StartService,
+    amqp_connection: aio_pika.abc.AbstractConnection,
+    exchange_prefix: str,
+) -> None:
+    writer = RecordingWriter()
+    names = Names(exchange_prefix, "testsvc")
+    async with start_service(writer, batch_size=100, flush_interval=3600.0) as running:
+        await publish(
+            amqp_connection, exchange_prefix, DataType.LABELS, *(artist(i) for i in range(7))
+        )
+        await eventually(lambda: running.service.metrics.types[DataType.LABELS].consumed == 7)
+        assert writer.count(DataType.LABELS) == 0
+        running.stop.set()
+        assert await asyncio.wait_for(running.task, timeout=20) == 0
+    assert writer.count(DataType.LABELS) == 7
+    assert await ready_count(amqp_connection, names.queue(DataType.LABELS)) == 0
+
+
+async def test_file_complete_runs_after_every_record_is_written(
+    start_service: StartService,
+    amqp_connection: aio_pika.abc.AbstractConnection,
+    exchange_prefix: str,
+) -> None:
+    writer = RecordingWriter()
+    complete = orjson.dumps(
+        {
+            "type": "file_complete",
+            "data_type": "masters",
+            "file": "discogs_20260301_masters.xml.gz",
+            "total_processed": 3,
+        }
+    )
+    async with start_service(writer, batch_size=100, flush_interval=3600.0):
+        bodies = [orjson.dumps({"id": str(i), "title": "t"}) for i in range(3)]
+        await publish(amqp_connection, exchange_prefix, DataType.MASTERS, *bodies, complete)
+        await eventually(lambda: any(e[0] == "file_complete" for e in writer.events))
+    kinds = [e[0] for e in writer.events if e[1] is DataType.MASTERS]
+    assert kinds == ["write", "file_complete"]
+    assert writer.count(DataType.MASTERS) == 3
+
+
+async def test_health_and_metrics_endpoints(
+    start_service: StartService,
+    amqp_connection: aio_pika.abc.AbstractConnection,
+    exchange_prefix: str,
+) -> None:
+    writer = RecordingWriter()
+    async with start_service(writer) as running:
+        await publish(
+            amqp_connection, exchange_prefix, DataType.ARTISTS, *(artist(i) for i in range(5))
+        )
+        await eventually(lambda: writer.count(DataType.ARTISTS) == 5)
+        assert running.service.health is not None
+        port = running.service.health.port
+        status, health = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/health")
+        assert status == 200
+        body = orjson.loads(health)
+        assert body["status"] == "ok"
+        assert body["types"]["artists"]["written"] == 5
+        _, metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics")
+        text = metrics.decode()
+        assert 'records_written_total{data_type="artists"} 5.0' in text
+        assert "queue_depth" in text
+        for secret in ("discogs:discogs", "discogs-pass"):
+            assert secret not in text
+            assert secret not in health.decode()
+        running.stop.set()
+        await asyncio.wait_for(running.task, timeout=20)
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback test URL
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
