@@ -16,10 +16,10 @@ from common.sink import WriteResult
 
 
 async def eventually(
-    predicate: Callable[[], bool | Awaitable[bool]], *, timeout: float = 10, what: str = ""
+    predicate: Callable[[], bool | Awaitable[bool]], *, within: float = 10, what: str = ""
 ) -> None:
-    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    """Poll ``predicate`` until it is true; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
     while True:
         result = predicate()
         if not isinstance(result, bool):
@@ -27,7 +27,7 @@ async def eventually(
         if result:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {what or predicate}")
+            raise AssertionError(f"condition not met within {within}s: {what or predicate}")
         await asyncio.sleep(0.02)
 
 

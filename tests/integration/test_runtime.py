@@ -242,7 +242,7 @@ async def test_health_and_metrics_endpoints(
 
 def _get(url: str) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback test URL
+        with urllib.request.urlopen(url, timeout=5) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
