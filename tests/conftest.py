@@ -59,7 +59,7 @@ async def clear_graph(driver: AsyncDriver) -> None:
     """Delete every node, relationship, constraint and index (in chunks: no huge tx)."""
     async with driver.session() as session:  # CALL IN TRANSACTIONS needs an implicit tx
         result = await session.run(
-            "MATCH (n) CALL { WITH n DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
+            "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
         )
         await result.consume()
     records, _, _ = await driver.execute_query("SHOW CONSTRAINTS YIELD name")
