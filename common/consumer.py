@@ -114,6 +114,7 @@ class MessageHandler:
         await self._processor.drain(data_type)
         await self._writer.extraction_complete(data_type, msg)
         await delivery.settle([])
+        self._metrics.types[data_type].extraction_complete = msg.version or "unknown"
         log.info(
             "extraction complete",
             service=self._service,

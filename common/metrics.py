@@ -25,6 +25,7 @@ class TypeStats:
     dead_lettered: int = 0
     pending: int = 0
     batches: int = 0
+    extraction_complete: str | None = None  # version of the last extraction_complete seen
     first_at: float | None = None
     last_at: float | None = None
 
@@ -115,6 +116,7 @@ class Metrics:
                 "pending": s.pending,
                 "batches": s.batches,
                 "records_per_sec": round(s.rate(), 1),
+                "extraction_complete": s.extraction_complete,
             }
             for t, s in self.types.items()
         }
