@@ -106,7 +106,7 @@ class Metrics:
     def record_retry(self, data_type: DataType) -> None:
         self.retries.labels(data_type.value).inc()
 
-    def snapshot(self) -> dict[str, dict[str, float | int]]:
+    def snapshot(self) -> dict[str, dict[str, float | int | str | None]]:
         return {
             t.value: {
                 "consumed": s.consumed,
