@@ -5,6 +5,11 @@ element when it closes, and the element and its finished siblings are freed at o
 Each element becomes the raw (xmltodict-style) shape of the wire contract and goes
 through :func:`common.records.normalise`, the same code the consumers run on raw
 messages, so both paths agree by construction.
+
+Thread affinity: advance (and close) one ``iter_raw``/``iter_records`` generator from one
+thread for its whole life. lxml's documents belong to the thread that parsed them; resuming
+an ``iterparse`` on another thread (e.g. successive ``asyncio.to_thread`` calls landing on
+different pool threads) crashed the process with ``free(): invalid pointer``.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import gzip
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -50,16 +55,30 @@ class DumpFile:
         return cls(path, DataType(m.group("type")), m.group("version"))
 
 
-class _Progress:
-    """Tracks how far into the (compressed) file the parser has read."""
+class Progress:
+    """Tracks how far into the (compressed) file the parser has read.
+
+    Read ``fraction`` from the thread that runs the parser (the file object is not shared
+    safely across threads).
+    """
 
     def __init__(self, raw: IO[bytes], size: int) -> None:
         self.raw = raw
         self.size = size
+        self._last = 0.0
 
     @property
     def fraction(self) -> float:
-        return min(self.raw.tell() / self.size, 1.0) if self.size else 1.0
+        """Share of the file's bytes read so far (the last value once the file is closed)."""
+        return self.sample()
+
+    def sample(self) -> float:
+        if not self.raw.closed:
+            self._last = min(self.raw.tell() / self.size, 1.0) if self.size else 1.0
+        return self._last
+
+
+_Progress = Progress  # the name earlier callers used
 
 
 def element_to_raw(el: Any) -> Any:
@@ -89,13 +108,16 @@ def element_to_raw(el: Any) -> Any:
     return out
 
 
-def iter_raw(dump: DumpFile, progress: list[_Progress] | None = None) -> Iterator[dict[str, Any]]:
+def iter_raw(
+    dump: DumpFile, progress: list[Progress] | None = None
+) -> Generator[dict[str, Any], None, None]:
     """Yield each record of ``dump`` in the raw shape; raise :class:`DumpError` on bad input."""
     tag = _RECORD_TAG[dump.data_type]
     count = 0
     with dump.path.open("rb") as raw:
+        tracker = Progress(raw, dump.path.stat().st_size)
         if progress is not None:
-            progress.append(_Progress(raw, dump.path.stat().st_size))
+            progress.append(tracker)
         stream: IO[bytes] = raw
         if dump.path.suffix == ".gz":
             stream = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]
@@ -110,6 +132,7 @@ def iter_raw(dump: DumpFile, progress: list[_Progress] | None = None) -> Iterato
                     del parent[0]
                 count += 1
                 yield record if isinstance(record, dict) else {}
+            tracker.sample()  # the final position, readable after the file is closed
         except etree.XMLSyntaxError as e:
             line, col = e.position
             raise DumpError(
@@ -123,9 +146,14 @@ def iter_raw(dump: DumpFile, progress: list[_Progress] | None = None) -> Iterato
             ) from e
 
 
-def iter_records(dump: DumpFile) -> Iterator[Record]:
-    """Yield each record of ``dump`` normalised; a record that cannot be is a DumpError."""
-    for index, raw in enumerate(iter_raw(dump)):
+def iter_records(
+    dump: DumpFile, progress: list[Progress] | None = None
+) -> Generator[Record, None, None]:
+    """Yield each record of ``dump`` normalised; a record that cannot be is a DumpError.
+
+    ``progress``, if given, receives a :class:`Progress` once the file is open.
+    """
+    for index, raw in enumerate(iter_raw(dump, progress)):
         try:
             yield normalise(dump.data_type, raw)
         except InvalidRecord as e:

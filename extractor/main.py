@@ -1,0 +1,126 @@
+"""The ``extractor`` command: ``extractor publish PATH...`` and ``extractor download``.
+
+Exit codes: 0 done, 1 a dump, broker or download error (one line on stderr), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from common.records import DataType
+from common.settings import SettingsError, redact_url
+from extractor.broker import PublishFailed
+from extractor.download import DownloadOptions, download_dump
+from extractor.dumpindex import DEFAULT_BASE_URL, parse_month
+from extractor.fetch import DownloadError
+from extractor.logs import configure_logging
+from extractor.publish import PublishOptions, UsageError, collect_dumps, publish_dumps
+from extractor.settings import ExtractorSettings, load_settings
+from extractor.xmlparse import DumpError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+log = structlog.get_logger("extractor")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from e
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _month(text: str) -> str:
+    try:
+        parse_month(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="extractor", description="Streams the Discogs XML dumps onto RabbitMQ."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    pub = commands.add_parser("publish", help="publish dump files to the exchanges")
+    pub.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="dump files or a folder")
+    mode = pub.add_mutually_exclusive_group()
+    mode.add_argument("--batch-size", type=_positive, default=500, help="records per message")
+    mode.add_argument("--single", action="store_true", help="one record per message")
+    pub.add_argument(
+        "--max-in-flight", type=_positive, default=512, help="unconfirmed messages at most"
+    )
+    pub.add_argument(
+        "--confirm-timeout", type=float, default=120.0, help="seconds to wait for a confirm"
+    )
+    dl = commands.add_parser("download", help="download a monthly dump, resumable and verified")
+    dl.add_argument("--month", type=_month, help="YYYY-MM (default: the newest dump)")
+    dl.add_argument("--dest", type=Path, required=True, help="folder to download into")
+    dl.add_argument(
+        "--base-url", default=DEFAULT_BASE_URL, help="dump folder URL; {year} is filled in"
+    )
+    dl.add_argument(
+        "--types", nargs="+", choices=[t.value for t in DataType], help="default: all four"
+    )
+    return parser
+
+
+def _publish(args: argparse.Namespace, settings: ExtractorSettings) -> None:
+    dumps = collect_dumps(args.paths)
+    options = PublishOptions(
+        batch_size=args.batch_size,
+        single=args.single,
+        max_in_flight=args.max_in_flight,
+        confirm_timeout=args.confirm_timeout,
+    )
+    url = settings.amqp_url.get_secret_value()
+    log.info("broker", url=redact_url(url), prefix=settings.discogs_exchange_prefix)
+    asyncio.run(
+        publish_dumps(dumps, url=url, prefix=settings.discogs_exchange_prefix, options=options)
+    )
+
+
+def _download(args: argparse.Namespace) -> None:
+    types = [DataType(t) for t in args.types] if args.types else list(DataType)
+    download_dump(
+        DownloadOptions(dest=args.dest, month=args.month, base_url=args.base_url, types=types)
+    )
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write(f"extractor: error: {message}\n")
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as e:
+        return _fail(str(e), EXIT_USAGE)
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        if args.command == "publish":
+            _publish(args, settings)
+        else:
+            _download(args)
+    except UsageError as e:
+        return _fail(str(e), EXIT_USAGE)
+    except (DumpError, PublishFailed, DownloadError, OSError) as e:
+        return _fail(str(e), EXIT_ERROR)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

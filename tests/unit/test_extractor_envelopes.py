@@ -1,0 +1,72 @@
+"""The published bodies: exact shapes, and the consumers' decoder reads them back."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import orjson
+
+from common.messages import DataMessage, ExtractionComplete, FileComplete, decode
+from common.records import DataType, normalise
+from extractor.envelopes import (
+    batch_body,
+    data_body,
+    extraction_complete_body,
+    file_complete_body,
+    timestamp,
+)
+
+ISO_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+RECORD = normalise(DataType.ARTISTS, {"id": "7", "name": "Seven", "aliases": {"name": "Sev"}})
+
+
+def test_batch_body_shape_and_roundtrip() -> None:
+    body = batch_body(DataType.ARTISTS, "20200806", [RECORD, RECORD])
+    obj = orjson.loads(body)
+    assert list(obj) == ["type", "data_type", "version", "records"]
+    assert obj["type"] == "batch"
+    assert obj["data_type"] == "artists"
+    assert obj["version"] == "20200806"
+    assert obj["records"][0] == {**RECORD.data, "sha256": RECORD.sha256}
+    message = decode(DataType.ARTISTS, body, max_bytes=1 << 20)
+    assert isinstance(message, DataMessage)
+    assert message.is_batch
+    assert message.records == [RECORD, RECORD]
+
+
+def test_data_body_shape() -> None:
+    obj = orjson.loads(data_body("20200806", RECORD))
+    assert list(obj)[:3] == ["type", "id", "sha256"]
+    assert obj == {"type": "data", **RECORD.data, "sha256": RECORD.sha256, "version": "20200806"}
+    message = decode(DataType.ARTISTS, data_body("20200806", RECORD), max_bytes=1 << 20)
+    assert isinstance(message, DataMessage)
+    assert message.records[0].id == "7"
+    assert message.records[0].sha256 == RECORD.sha256
+
+
+def test_file_complete_body() -> None:
+    body = file_complete_body(DataType.LABELS, "discogs_20200806_labels.xml.gz", "20200806", 1000)
+    obj = orjson.loads(body)
+    assert set(obj) == {"type", "data_type", "file", "version", "total_processed", "timestamp"}
+    assert obj["type"] == "file_complete"
+    assert obj["total_processed"] == 1000
+    assert ISO_Z.fullmatch(obj["timestamp"])
+    message = decode(DataType.LABELS, body, max_bytes=1 << 20)
+    assert message == FileComplete(DataType.LABELS, obj["file"], 1000, "20200806")
+
+
+def test_extraction_complete_body() -> None:
+    started = datetime(2026, 3, 5, 12, 0, 0, 123456, tzinfo=UTC)
+    body = extraction_complete_body("20200806", started, {DataType.LABELS: 3})
+    obj = orjson.loads(body)
+    assert obj["type"] == "extraction_complete"
+    assert obj["started_at"] == "2026-03-05T12:00:00.123Z"
+    assert obj["record_counts"] == {"labels": 3}
+    assert ISO_Z.fullmatch(obj["timestamp"])
+    message = decode(DataType.RELEASES, body, max_bytes=1 << 20)
+    assert message == ExtractionComplete("20200806", {"labels": 3})
+
+
+def test_timestamp_converts_to_utc() -> None:
+    assert ISO_Z.fullmatch(timestamp())

@@ -1,0 +1,113 @@
+"""The command line: argument handling, file selection and order, exit codes (no broker)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from common.records import DataType
+from extractor.main import main
+from extractor.publish import UsageError, collect_dumps
+
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """``main()`` configures structlog globally; put the defaults back for other tests."""
+    yield
+    structlog.reset_defaults()
+
+
+def test_a_folder_is_published_labels_artists_masters_releases() -> None:
+    dumps = collect_dumps([SAMPLES])
+    assert [d.data_type for d in dumps] == [
+        DataType.LABELS,
+        DataType.ARTISTS,
+        DataType.MASTERS,
+        DataType.RELEASES,
+    ]
+
+
+def test_files_are_published_as_given() -> None:
+    given = [
+        SAMPLES / "discogs_20200806_releases.xml.gz",
+        SAMPLES / "discogs_20200806_labels.xml.gz",
+    ]
+    assert [d.path for d in collect_dumps(given)] == given
+
+
+def test_folder_skips_other_files(tmp_path: Path) -> None:
+    shutil.copy(SAMPLES / "discogs_20200806_artists.xml.gz", tmp_path)
+    (tmp_path / "discogs_20200806_CHECKSUM.txt").write_text("x")
+    (tmp_path / "discogs_20200806_labels.xml.gz.part").write_bytes(b"x")
+    assert [d.data_type for d in collect_dumps([tmp_path])] == [DataType.ARTISTS]
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["discogs_20200806_labels.xml.gz", "discogs_20200901_artists.xml.gz"], "several dump"),
+        (["discogs_20200806_labels.xml.gz", "discogs_20200806_labels.xml"], "a second labels"),
+        (["labels.xml.gz"], "not a Discogs dump name"),
+    ],
+)
+def test_inconsistent_inputs_are_usage_errors(
+    tmp_path: Path, names: list[str], message: str
+) -> None:
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(UsageError, match=message):
+        collect_dumps([tmp_path / n for n in names])
+
+
+def test_missing_path_and_empty_folder_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["publish", str(tmp_path / "nope")]) == 2
+    assert main(["publish", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"extractor: error: {tmp_path / 'nope'}: no such file or folder",
+        f"extractor: error: {tmp_path}: no discogs_YYYYMMDD_<type>.xml[.gz] files in it",
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["publish"],
+        ["publish", "x", "--batch-size", "0"],
+        ["publish", "x", "--single", "--batch-size", "5"],
+        ["download"],
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+
+
+def test_bad_setting_exits_2_without_the_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AMQP_URL", "http://user:s3cret@host/")
+    assert main(["publish", str(SAMPLES)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("extractor: error: invalid setting: AMQP_URL")
+    assert "s3cret" not in err
+
+
+def test_unreachable_broker_exits_1_with_redacted_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AMQP_URL", "amqp://user:s3cret@127.0.0.1:1/")
+    assert main(["publish", str(SAMPLES)]) == 1
+    err = capsys.readouterr().err
+    assert "extractor: error: cannot connect to RabbitMQ at amqp://user:***@127.0.0.1:1/" in err
+    assert "s3cret" not in err
