@@ -70,16 +70,18 @@ def decode(data_type: DataType, body: bytes, *, max_bytes: int) -> Message:
         raise InvalidMessage(f"body is {kind}: {e}") from e
     if not isinstance(obj, dict):
         raise InvalidMessage(f"body must be a JSON object, got {type(obj).__name__}")
-    kind = obj.get("type", "data")
-    if kind == "data":
+    msg_type: object = obj.get("type")
+    if msg_type is None:  # absent (older producers) or null: a data message
+        msg_type = "data"
+    if msg_type == "data":
         return _data(data_type, obj)
-    if kind == "batch":
+    if msg_type == "batch":
         return _batch(data_type, obj)
-    if kind == "file_complete":
+    if msg_type == "file_complete":
         return _file_complete(data_type, obj)
-    if kind == "extraction_complete":
+    if msg_type == "extraction_complete":
         return _extraction_complete(obj)
-    raise InvalidMessage(f"unknown message type {str(kind)[:40]!r}")
+    raise InvalidMessage(f"unknown message type {str(msg_type)[:40]!r}")
 
 
 def dump_version(file_name: str) -> str | None:
@@ -137,7 +139,11 @@ def _extraction_complete(obj: dict[str, Any]) -> ExtractionComplete:
     counts = obj.get("record_counts")
     clean = {}
     if isinstance(counts, dict):
-        clean = {str(k): v for k, v in counts.items() if isinstance(v, int)}
+        clean = {
+            str(k): v
+            for k, v in counts.items()
+            if isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        }
     return ExtractionComplete(version if isinstance(version, str) else None, clean)
 
 

@@ -96,8 +96,12 @@ _SCALARS = frozenset(
     }
 )
 _ID_RE = re.compile(r"[0-9]{1,19}")
+_MAX_ID = 2**63 - 1  # ids are stored as 64-bit integers downstream
 _YEAR_RE = re.compile(r"\s*([0-9]{4})")
 _MAX_DEPTH = 32
+# orjson's escape of a NUL character, not preceded by an escaped backslash (so a literal
+# backslash followed by "u0000" in the text is not mistaken for one).
+_NUL_RE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def normalise(data_type: DataType, obj: object) -> Record:
@@ -111,10 +115,15 @@ def normalise(data_type: DataType, obj: object) -> Record:
         raise InvalidRecord("record has no id")
     if data_type is DataType.RELEASES and "master_id" in body:
         _main_release_flag(body["master_id"], data)
-    if given_hash is not None and (not isinstance(given_hash, str) or not given_hash):
+    if given_hash is not None and (
+        not isinstance(given_hash, str) or not given_hash or "\x00" in given_hash
+    ):
         raise InvalidRecord("sha256 must be a non-empty string")
-    encoded = canonical_json(data)
-    if b"\\u0000" in encoded:
+    try:
+        encoded = canonical_json(data)
+    except orjson.JSONEncodeError as e:  # an integer beyond 64 bits, a non-JSON value
+        raise InvalidRecord(f"record cannot be serialised as JSON: {e}") from e
+    if _NUL_RE.search(encoded):
         raise InvalidRecord("a string holds NUL (\\u0000), which PostgreSQL cannot store")
     sha = given_hash if isinstance(given_hash, str) else hashlib.sha256(encoded).hexdigest()
     return Record(id=data["id"], sha256=sha, data=data)
@@ -131,7 +140,7 @@ def release_year(released: object) -> int | None:
         return released if 1000 <= released <= 9999 else None
     if isinstance(released, str) and (m := _YEAR_RE.match(released)):
         year = int(m.group(1))
-        return year if year > 0 else None
+        return year if year >= 1000 else None
     return None
 
 
@@ -176,15 +185,22 @@ def _field(key: str, value: Any, *, depth: int) -> Any:
 
 def _id(key: str, value: Any) -> str | None:
     if isinstance(value, dict):
+        if not _has_text(value, "#text", "text", "id"):
+            raise InvalidRecord(f"field {key!r} must be a string or integer id, got an object")
         value = value.get("#text", value.get("text", value.get("id")))
-    if value is None or value == "":
+    if _is_empty(value):
         return None
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise InvalidRecord(f"field {key!r} must be a string or integer id")
     text = str(value).strip()
-    if not _ID_RE.fullmatch(text):
+    if not _ID_RE.fullmatch(text) or int(text) > _MAX_ID:
         raise InvalidRecord(f"field {key!r} is not a Discogs id (decimal digits): {text[:40]!r}")
-    return text
+    return str(int(text))  # canonical: "0123", " 123" and 123 are all "123"
+
+
+def _has_text(obj: dict[str, Any], *keys: str) -> bool:
+    """Whether ``obj`` holds one of ``keys``, or only XML attributes (an empty element)."""
+    return any(k in obj for k in keys) or all(k.startswith("@") for k in obj)
 
 
 def _list(key: str, value: Any, *, depth: int) -> list[Any]:
@@ -212,6 +228,8 @@ def _list(key: str, value: Any, *, depth: int) -> list[Any]:
 
 def _text_item(key: str, item: Any) -> str | None:
     if isinstance(item, dict):
+        if not _has_text(item, "#text", "text"):
+            raise InvalidRecord(f"field {key!r} must hold strings, got an object")
         item = item.get("#text", item.get("text"))
     if item is None or item == "":
         return None
@@ -221,7 +239,7 @@ def _text_item(key: str, item: Any) -> str | None:
 
 
 def _ref(key: str, value: Any, *, depth: int) -> dict[str, Any] | None:
-    if value is None or value == "":
+    if _is_empty(value):
         return None
     if isinstance(value, str):
         return {"name": value}
@@ -231,10 +249,14 @@ def _ref(key: str, value: Any, *, depth: int) -> dict[str, Any] | None:
 
 
 def _plain(key: str, value: Any, *, depth: int) -> Any:
+    if depth > _MAX_DEPTH:
+        raise InvalidRecord("record nests deeper than any Discogs record")
     if isinstance(value, dict) and set(value) == {"#text"}:
         value = value["#text"]
+    if _is_empty(value):
+        return None
     if key in _SCALARS:
-        if value is None or isinstance(value, str):
+        if isinstance(value, str):
             return value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidRecord(f"field {key!r} must be text, got {type(value).__name__}")
@@ -242,7 +264,8 @@ def _plain(key: str, value: Any, *, depth: int) -> Any:
     if isinstance(value, dict):
         return _object(value, ref=False, depth=depth)
     if isinstance(value, list):
-        return [_plain(key, v, depth=depth + 1) for v in value if not _is_empty(v)]
+        items = (_plain(key, v, depth=depth + 1) for v in value)
+        return [v for v in items if not _is_empty(v)]
     return value
 
 
