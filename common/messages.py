@@ -9,13 +9,14 @@ good ones still load.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
 from common.records import DataType, InvalidRecord, Record, normalise
 
+_DUMP_VERSION_RE = re.compile(r"[0-9]{8}")
 _VERSION_RE = re.compile(r"discogs_([0-9]{8})_")
 
 
@@ -100,9 +101,17 @@ def _not_utf8(body: bytes) -> bool:
 
 def _data(data_type: DataType, obj: dict[str, Any]) -> DataMessage:
     try:
-        return DataMessage(data_type, [normalise(data_type, obj)])
+        record = normalise(data_type, obj)
     except InvalidRecord as e:
         raise InvalidMessage(str(e)) from e
+    return DataMessage(data_type, [_versioned(record, obj.get("version"))])
+
+
+def _versioned(record: Record, version: object) -> Record:
+    """``record`` stamped with the dump version its message names (YYYYMMDD), if any."""
+    if isinstance(version, str) and _DUMP_VERSION_RE.fullmatch(version):
+        return replace(record, version=version)
+    return record
 
 
 def _batch(data_type: DataType, obj: dict[str, Any]) -> DataMessage:
@@ -112,9 +121,12 @@ def _batch(data_type: DataType, obj: dict[str, Any]) -> DataMessage:
         raise InvalidMessage("batch message has no 'records' list")
     records: list[Record] = []
     rejected: list[RejectedRecord] = []
+    envelope_version = obj.get("version")
     for i, item in enumerate(raw):
         try:
-            records.append(normalise(data_type, item))
+            record = normalise(data_type, item)
+            own = item.get("version") if isinstance(item, dict) else None
+            records.append(_versioned(record, own or envelope_version))
         except InvalidRecord as e:
             rejected.append(RejectedRecord(i, str(e), item))
     return DataMessage(data_type, records, rejected, is_batch=True)

@@ -42,6 +42,8 @@ class Record:
     id: str
     sha256: str
     data: dict[str, Any]
+    # The dump version (YYYYMMDD) the producer read this record from, when it says so.
+    version: str | None = None
 
 
 # Wrapper element -> its child element, as in the XML dumps (same names in every file).
@@ -99,6 +101,8 @@ _ID_RE = re.compile(r"[0-9]{1,19}")
 _MAX_ID = 2**63 - 1  # ids are stored as 64-bit integers downstream
 _YEAR_RE = re.compile(r"\s*([0-9]{4})")
 _MAX_DEPTH = 32
+# Message-level keys that are not part of the record.
+_ENVELOPE_KEYS = frozenset({"type", "sha256", "version"})
 # orjson's escape of a NUL character, not preceded by an escaped backslash (so a literal
 # backslash followed by "u0000" in the text is not mistaken for one).
 _NUL_RE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -109,7 +113,7 @@ def normalise(data_type: DataType, obj: object) -> Record:
     if not isinstance(obj, dict):
         raise InvalidRecord(f"record must be a JSON object, got {type(obj).__name__}")
     given_hash = obj.get("sha256")
-    body = {k: v for k, v in obj.items() if k not in ("type", "sha256")}
+    body = {k: v for k, v in obj.items() if k not in _ENVELOPE_KEYS}
     data = _object(body, ref=False, depth=0)
     if data.get("id") is None:
         raise InvalidRecord("record has no id")

@@ -8,15 +8,17 @@ values are ``SecretStr`` and never appear in ``repr``, logs, ``/health`` or ``/m
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, ClassVar, Literal, Self, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+_MAX_PREFETCH = 65535  # AMQP's basic.qos prefetch-count is 16 bits
 _SECRET_FILES = ("AMQP_URL", "NEO4J_PASSWORD", "POSTGRES_DSN", "POSTGRES_PASSWORD")
 
 
@@ -34,22 +36,26 @@ class BatchConfig:
     max_concurrent_flushes: int
 
 
+_CREDENTIALS = re.compile(
+    r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):(?P<pw>.*)@(?P<tail>[^@]*)$"
+)
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for log lines)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``url`` (or a comma-separated list of them) with every password replaced by ``***``.
+
+    Works on the text, not a parsed URL, so raw passwords holding ``#``, ``/`` or ``?``,
+    odd ports and IPv6 hosts are all handled: everything up to the last ``@`` is credential.
+    """
+    return ",".join(_CREDENTIALS.sub(r"\g<head>:***@\g<tail>", part) for part in url.split(","))
 
 
 class CommonSettings(BaseSettings):
     """Settings every consumer shares."""
 
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True)
+    # Prefix of the service's batch tuning variables (NEO4J, POSTGRES), for error messages.
+    batch_env_prefix: ClassVar[str] = ""
 
     amqp_url: SecretStr = SecretStr("amqp://discogs:discogs@127.0.0.1:5672/")
     discogs_exchange_prefix: str = Field("discogs", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
@@ -83,9 +89,14 @@ class CommonSettings(BaseSettings):
     @field_validator("amqp_url")
     @classmethod
     def _amqp_url(cls, v: SecretStr) -> SecretStr:
-        for url in v.get_secret_value().split(","):
-            parts = urlsplit(url.strip())
-            if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+        urls = [u.strip() for u in v.get_secret_value().split(",") if u.strip()]
+        for url in urls or [""]:
+            parts = urlsplit(url)
+            try:
+                port_ok = parts.port is None or parts.port > 0
+            except ValueError:
+                port_ok = False
+            if parts.scheme not in ("amqp", "amqps") or not parts.hostname or not port_ok:
                 raise ValueError("must be amqp://user:pass@host:port/vhost or amqps://...")
         return v
 
@@ -94,9 +105,10 @@ class CommonSettings(BaseSettings):
         if type(self).batch is not CommonSettings.batch:
             cfg = self.batch()
             if cfg.max_pending < cfg.batch_size:
+                p = self.batch_env_prefix
                 raise ValueError(
-                    f"MAX_PENDING ({cfg.max_pending}) must be at least the batch size "
-                    f"({cfg.batch_size})"
+                    f"{p}_MAX_PENDING ({cfg.max_pending}) must be at least "
+                    f"{p}_BATCH_SIZE ({cfg.batch_size})"
                 )
         return self
 
@@ -109,7 +121,7 @@ class CommonSettings(BaseSettings):
 
     def prefetch(self) -> int:
         """Per-queue prefetch: explicit, or twice the batch size so a batch can fill."""
-        return self.amqp_prefetch or max(2 * self.batch().batch_size, 1)
+        return self.amqp_prefetch or min(2 * self.batch().batch_size, _MAX_PREFETCH)
 
     def prefetch_warning(self) -> str | None:
         size = self.batch().batch_size

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, SecretStr, field_validator
 
 from common.settings import BatchConfig, CommonSettings
@@ -10,6 +12,7 @@ _SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 
 
 class GraphinatorSettings(CommonSettings):
+    batch_env_prefix: ClassVar[str] = "NEO4J"
     neo4j_uri: str = "bolt://127.0.0.1:7687"
     neo4j_username: str = "neo4j"
     neo4j_password: SecretStr = SecretStr("discogs-pass")

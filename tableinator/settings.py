@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from psycopg.conninfo import make_conninfo
 from pydantic import Field, SecretStr, field_validator
 
@@ -9,6 +11,7 @@ from common.settings import BatchConfig, CommonSettings
 
 
 class TableinatorSettings(CommonSettings):
+    batch_env_prefix: ClassVar[str] = "POSTGRES"
     # Either a full DSN (libpq URL or key=value, several hosts allowed) or the parts below.
     postgres_dsn: SecretStr | None = None
     postgres_host: str = "127.0.0.1"

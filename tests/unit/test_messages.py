@@ -452,3 +452,28 @@ def test_body_at_max_bytes_is_accepted() -> None:
 
 def test_invalid_message_is_a_value_error() -> None:
     assert issubclass(InvalidMessage, ValueError)
+
+
+def test_a_data_message_stamps_its_record_with_the_dump_version() -> None:
+    body = b'{"type": "data", "id": "1", "name": "x", "version": "20260301"}'
+    msg = decode(DataType.ARTISTS, body, max_bytes=1_000_000)
+    assert isinstance(msg, DataMessage)
+    assert msg.records[0].version == "20260301"
+    assert "version" not in msg.records[0].data
+
+
+def test_a_batch_stamps_every_record_with_the_envelope_version() -> None:
+    body = (
+        b'{"type": "batch", "data_type": "labels", "version": "20260301",'
+        b' "records": [{"id": "1"}, {"id": "2", "version": "20260401"}]}'
+    )
+    msg = decode(DataType.LABELS, body, max_bytes=1_000_000)
+    assert isinstance(msg, DataMessage)
+    assert [r.version for r in msg.records] == ["20260301", "20260401"]
+
+
+def test_a_malformed_version_is_ignored() -> None:
+    body = b'{"id": "1", "version": "last month"}'
+    msg = decode(DataType.ARTISTS, body, max_bytes=1_000_000)
+    assert isinstance(msg, DataMessage)
+    assert msg.records[0].version is None
