@@ -1,0 +1,289 @@
+"""tableinator's PostgreSQL schema, statements and COPY rows. Pure: no I/O.
+
+One table per data type holds each record whole (``data jsonb`` = ``Record.data``, the
+source of truth) beside its ``hash``; releases and masters also carry a ``year int`` column
+derived from the data at write time, so the year is indexable without casting inside an
+index. Secondary indexes are defined here so that bulk-load mode can drop and rebuild
+exactly the same set. Table and index names come only from the fixed definitions below;
+every value travels as a parameter or as COPY data. Rationale: docs/postgres.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import orjson
+import psycopg
+from psycopg import errors, sql
+
+from common.records import DataType, Record, release_year
+from common.sink import BatchRejected, TransientWriteError
+
+BULK_LOAD_MODES: Final = frozenset({"auto", "true", "false"})
+STATE_TABLE: Final = sql.Identifier("tableinator_state")
+SCHEMA_LOCK_KEY: Final = "tableinator:schema"
+# A btree entry must fit in about a third of a page (2,704 bytes); lower() can lengthen
+# UTF-8 text. Refusing longer indexed text up front keeps a bulk-load index rebuild from
+# failing on a row that was accepted while the indexes were dropped.
+MAX_INDEXED_TEXT_BYTES: Final = 1800
+
+# One COPY row: data_id, hash, data (JSON already encoded by orjson)[, year].
+Row = tuple[str, str, bytes] | tuple[str, str, bytes, int | None]
+
+_METHODS: Final = {"btree": sql.SQL("btree"), "gin": sql.SQL("gin")}
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """A secondary index: ``CREATE INDEX name ON table USING method ((expression) opclass)``."""
+
+    name: str
+    method: str
+    expression: str
+    opclass: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """Everything tableinator knows about one data type's table."""
+
+    data_type: DataType
+    # The data field the ``year`` column is derived from, or None when there is no column.
+    year_source: str | None
+    # Top-level text fields under a btree index (their size is checked at row building).
+    indexed_text: tuple[str, ...]
+    indexes: tuple[Index, ...]
+
+    @property
+    def table(self) -> sql.Identifier:
+        return sql.Identifier(self.data_type.value)
+
+    @property
+    def stage(self) -> sql.Identifier:
+        return sql.Identifier(f"stage_{self.data_type.value}")
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        base = ("data_id", "hash", "data")
+        return (*base, "year") if self.year_source else base
+
+    @property
+    def copy_types(self) -> list[str]:
+        base = ["text", "text", "bytea"]
+        return [*base, "int4"] if self.year_source else base
+
+    @property
+    def lock_key(self) -> str:
+        return f"tableinator:{self.data_type.value}"
+
+
+def _text_indexes(table: str, field: str) -> tuple[Index, ...]:
+    expr = f"data->>'{field}'"
+    return (
+        Index(f"{table}_{field}_idx", "btree", expr),
+        Index(f"{table}_{field}_lower_idx", "btree", f"lower({expr})", "text_pattern_ops"),
+    )
+
+
+def _gin_index(table: str, field: str) -> Index:
+    return Index(f"{table}_{field}_gin_idx", "gin", f"data->'{field}'", "jsonb_path_ops")
+
+
+SPECS: Final[dict[DataType, TableSpec]] = {
+    DataType.ARTISTS: TableSpec(
+        DataType.ARTISTS, None, ("name",), _text_indexes("artists", "name")
+    ),
+    DataType.LABELS: TableSpec(DataType.LABELS, None, ("name",), _text_indexes("labels", "name")),
+    DataType.MASTERS: TableSpec(
+        DataType.MASTERS,
+        "year",
+        ("title",),
+        (
+            *_text_indexes("masters", "title"),
+            Index("masters_year_idx", "btree", "year"),
+            _gin_index("masters", "genres"),
+            _gin_index("masters", "styles"),
+        ),
+    ),
+    DataType.RELEASES: TableSpec(
+        DataType.RELEASES,
+        "released",
+        ("title", "country", "master_id"),
+        (
+            *_text_indexes("releases", "title"),
+            Index("releases_year_idx", "btree", "year"),
+            Index("releases_country_idx", "btree", "data->>'country'"),
+            Index("releases_master_id_idx", "btree", "data->>'master_id'"),
+            _gin_index("releases", "genres"),
+            _gin_index("releases", "styles"),
+            _gin_index("releases", "labels"),
+        ),
+    ),
+}
+
+
+# --- schema -------------------------------------------------------------------------
+
+
+def create_table(spec: TableSpec) -> sql.Composed:
+    year = sql.SQL(" year integer,") if spec.year_source else sql.SQL("")
+    return sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} (data_id text PRIMARY KEY, hash text NOT NULL,"
+        " data jsonb NOT NULL,{} updated_at timestamptz NOT NULL DEFAULT now())"
+    ).format(spec.table, year)
+
+
+def create_state_table() -> sql.Composed:
+    return sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} (data_type text PRIMARY KEY,"
+        " indexes_dropped boolean NOT NULL DEFAULT false,"
+        " updated_at timestamptz NOT NULL DEFAULT now())"
+    ).format(STATE_TABLE)
+
+
+def schema_statements() -> list[sql.Composed]:
+    """Every table, in creation order; each statement is safe to re-run."""
+    return [create_state_table(), *(create_table(spec) for spec in SPECS.values())]
+
+
+def create_index(spec: TableSpec, index: Index) -> sql.Composed:
+    opclass = sql.SQL(" " + index.opclass) if index.opclass else sql.SQL("")
+    return sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING {} (({}){})").format(
+        sql.Identifier(index.name),
+        spec.table,
+        _METHODS[index.method],
+        sql.SQL(index.expression),  # a constant of this module, never input
+        opclass,
+    )
+
+
+def drop_index(index: Index) -> sql.Composed:
+    return sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(index.name))
+
+
+def analyze(spec: TableSpec) -> sql.Composed:
+    return sql.SQL("ANALYZE {}").format(spec.table)
+
+
+def is_empty(spec: TableSpec) -> sql.Composed:
+    return sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(spec.table)
+
+
+# --- bulk-load state (parameters: the data type) -------------------------------------
+
+ADVISORY_LOCK: Final = sql.SQL("SELECT pg_advisory_xact_lock(hashtext(%s))")
+READ_FLAG: Final = sql.SQL("SELECT indexes_dropped FROM {} WHERE data_type = %s").format(
+    STATE_TABLE
+)
+SET_FLAG: Final = sql.SQL(
+    "INSERT INTO {} (data_type, indexes_dropped) VALUES (%s, %s) ON CONFLICT (data_type)"
+    " DO UPDATE SET indexes_dropped = EXCLUDED.indexes_dropped, updated_at = now()"
+).format(STATE_TABLE)
+# Index builds (GIN above all) are much faster with more sort memory; local to the rebuild.
+REBUILD_MEMORY: Final = sql.SQL("SET LOCAL maintenance_work_mem = '256MB'")
+
+
+# --- write path -----------------------------------------------------------------------
+
+
+def _column_list(spec: TableSpec) -> sql.Composed:
+    return sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
+
+
+def create_stage(spec: TableSpec) -> sql.Composed:
+    """A temp table living until the end of the current transaction."""
+    year = sql.SQL(", year integer") if spec.year_source else sql.SQL("")
+    return sql.SQL(
+        "CREATE TEMP TABLE {} (data_id text NOT NULL, hash text NOT NULL,"
+        " data bytea NOT NULL{}) ON COMMIT DROP"
+    ).format(spec.stage, year)
+
+
+def copy_stage(spec: TableSpec) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(spec.stage, _column_list(spec))
+
+
+def merge(spec: TableSpec) -> sql.Composed:
+    """Upsert the staged rows; a row whose hash is unchanged is neither parsed nor rewritten.
+
+    The filter skips unchanged rows before their JSON is parsed into jsonb (the bulk of the
+    server's work). It is a correlated scalar subquery on purpose: PostgreSQL runs it as one
+    primary-key probe per staged row, whereas an anti-join may be planned as a hash join
+    over the whole table once the table has statistics and the unanalysed stage has none.
+    The ``ON CONFLICT ... WHERE`` repeats the test under the row lock, for a concurrent
+    writer. ``ORDER BY data_id`` makes concurrent merges take row locks in one order.
+    """
+    staged: list[sql.Composable] = [sql.SQL("s.{}").format(sql.Identifier(c)) for c in spec.columns]
+    staged[2] = sql.SQL("convert_from(s.data, 'UTF8')::jsonb")  # validates, then parses
+    updates = [sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in spec.columns[1:]]
+    return sql.SQL(
+        "INSERT INTO {t} AS t ({cols}) SELECT {staged} FROM {stage} AS s"
+        " WHERE s.hash IS DISTINCT FROM (SELECT o.hash FROM {t} AS o WHERE o.data_id = s.data_id)"
+        " ORDER BY s.data_id"
+        " ON CONFLICT (data_id) DO UPDATE SET {updates}, updated_at = now()"
+        " WHERE t.hash IS DISTINCT FROM EXCLUDED.hash"
+    ).format(
+        t=spec.table,
+        cols=_column_list(spec),
+        staged=sql.SQL(", ").join(staged),
+        stage=spec.stage,
+        updates=sql.SQL(", ").join(updates),
+    )
+
+
+def build_rows(spec: TableSpec, records: Sequence[Record]) -> list[Row]:
+    """COPY rows for ``records``; of two records with one id the later wins.
+
+    Raises :class:`BatchRejected` naming the first record that can never be stored.
+    """
+    latest = {record.id: record for record in records}
+    return [_row(spec, record) for record in latest.values()]
+
+
+def _row(spec: TableSpec, record: Record) -> Row:
+    try:
+        encoded = orjson.dumps(record.data)
+    except orjson.JSONEncodeError as e:
+        raise BatchRejected(f"record {record.id}: data cannot be encoded as JSON: {e}") from e
+    _check_text(record.id, "sha256", record.sha256)
+    for field in spec.indexed_text:
+        value = record.data.get(field)
+        if isinstance(value, str):  # orjson already refused text that is not Unicode
+            _check_indexable(record.id, field, value)
+    if spec.year_source is None:
+        return (record.id, record.sha256, encoded)
+    return (record.id, record.sha256, encoded, release_year(record.data.get(spec.year_source)))
+
+
+def _check_text(record_id: str, field: str, value: str) -> None:
+    try:
+        value.encode()
+    except UnicodeEncodeError as e:
+        raise BatchRejected(f"record {record_id}: {field} is not valid Unicode: {e}") from e
+
+
+def _check_indexable(record_id: str, field: str, value: str) -> None:
+    size = max(len(value.encode()), len(value.lower().encode()))
+    if size > MAX_INDEXED_TEXT_BYTES:
+        raise BatchRejected(
+            f"record {record_id}: {field} is {size} bytes, longer than the"
+            f" {MAX_INDEXED_TEXT_BYTES} an index entry can hold"
+        )
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+def classify(error: psycopg.Error) -> TransientWriteError | BatchRejected | None:
+    """The runtime's view of a driver error, or None when it is neither (a bug)."""
+    name = type(error).__name__
+    sqlstate = error.sqlstate or "-"
+    if isinstance(error, errors.ProgramLimitExceeded | psycopg.DataError | psycopg.IntegrityError):
+        return BatchRejected(f"{name} ({sqlstate}): {error}")
+    if isinstance(error, psycopg.OperationalError):
+        # Includes PoolTimeout, AdminShutdown, CannotConnectNow, SerializationFailure,
+        # DeadlockDetected and a connection lost mid-statement.
+        return TransientWriteError(f"{name} ({sqlstate}): {error}")
+    return None

@@ -1,0 +1,160 @@
+"""tableinator's database writer: the :class:`common.sink.Writer` for PostgreSQL.
+
+Each batch is one transaction on a pooled connection: binary COPY into a temp table
+(``ON COMMIT DROP``), then one ``INSERT ... SELECT ... ON CONFLICT`` merge that leaves rows
+with an unchanged hash untouched. Bulk-load mode drops a table's secondary indexes while
+it is loaded and rebuilds them on ``file_complete``; the flag lives in the database
+(``tableinator_state``) so a restart mid-load still ends with every index in place.
+Statements and rows come from :mod:`tableinator.sql`; docs/postgres.md explains them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+import structlog
+from psycopg import AsyncCursor
+from psycopg_pool import AsyncConnectionPool
+
+from common.messages import ExtractionComplete, FileComplete
+from common.records import DataType, Record
+from common.sink import WriteResult
+from tableinator import sql
+
+log = structlog.get_logger(__name__)
+
+
+class PostgresWriter:
+    """Writes normalised records into one table per data type (see :mod:`tableinator.sql`).
+
+    ``pool`` must hand out connections in the default (non-autocommit) mode; every unit of
+    work runs inside an explicit ``conn.transaction()``. ``bulk_load``: ``"auto"`` drops a
+    table's secondary indexes for the load when it is empty at :meth:`setup`, ``"true"``
+    always does, ``"false"`` never does.
+    """
+
+    def __init__(self, *, pool: AsyncConnectionPool[Any], bulk_load: str = "auto") -> None:
+        if bulk_load not in sql.BULK_LOAD_MODES:
+            raise ValueError(f"bulk_load must be one of auto, true, false; got {bulk_load!r}")
+        self._pool = pool
+        self._bulk_load = bulk_load
+
+    async def setup(self) -> None:
+        """Create the schema (safe to re-run) and enter bulk-load mode where it applies."""
+        async with self._transaction() as cur:
+            await cur.execute(sql.ADVISORY_LOCK, (sql.SCHEMA_LOCK_KEY,))
+            for statement in sql.schema_statements():
+                await cur.execute(statement)
+        for data_type in DataType:
+            await self._prepare_indexes(data_type)
+
+    async def write(self, data_type: DataType, records: Sequence[Record]) -> WriteResult:
+        """Upsert ``records`` in one transaction; rows whose hash matches are not rewritten."""
+        spec = sql.SPECS[data_type]
+        rows = sql.build_rows(spec, records)  # before taking a connection: may reject
+        if not rows:
+            return WriteResult(written=0, unchanged=0)
+        async with self._transaction() as cur:
+            await cur.execute(sql.create_stage(spec))
+            async with cur.copy(sql.copy_stage(spec)) as copy:
+                copy.set_types(spec.copy_types)
+                for row in rows:
+                    await copy.write_row(row)
+            await cur.execute(sql.merge(spec))
+            written = max(cur.rowcount, 0)
+        return WriteResult(written=written, unchanged=len(records) - written)
+
+    async def file_complete(self, message: FileComplete) -> None:
+        """Rebuild the type's secondary indexes if a bulk load dropped them."""
+        data_type = message.data_type
+        async with self._transaction() as cur:
+            dropped = await self._flag(cur, data_type)
+        if not dropped:
+            log.info("indexes already in place", data_type=data_type.value, file=message.file)
+            return
+        await self.ensure_indexes(data_type)
+
+    async def extraction_complete(self, data_type: DataType, message: ExtractionComplete) -> None:
+        """Make sure every index exists (the monthly-update purge comes later)."""
+        await self.ensure_indexes(data_type)
+
+    async def ensure_indexes(self, data_type: DataType) -> None:
+        """Create any missing secondary index of ``data_type`` and leave bulk-load mode.
+
+        Idempotent. The indexes, the ANALYZE and the cleared flag commit together, so a
+        crash part-way leaves the flag set and the next call rebuilds.
+        """
+        spec = sql.SPECS[data_type]
+        started = time.perf_counter()
+        async with self._transaction() as cur:
+            await cur.execute(sql.ADVISORY_LOCK, (spec.lock_key,))
+            was_dropped = await self._flag(cur, data_type)
+            await cur.execute(sql.REBUILD_MEMORY)
+            for index in spec.indexes:
+                await cur.execute(sql.create_index(spec, index))
+            if was_dropped:
+                await cur.execute(sql.analyze(spec))
+            await cur.execute(sql.SET_FLAG, (data_type.value, False))
+        duration_ms = round((time.perf_counter() - started) * 1000)
+        event = "indexes rebuilt" if was_dropped else "indexes ensured"
+        log.info(event, data_type=data_type.value, duration_ms=duration_ms)
+
+    async def indexes_dropped(self, data_type: DataType) -> bool:
+        """Whether ``data_type`` is in bulk-load mode (its secondary indexes dropped)."""
+        async with self._transaction() as cur:
+            return await self._flag(cur, data_type)
+
+    async def _prepare_indexes(self, data_type: DataType) -> None:
+        spec = sql.SPECS[data_type]
+        async with self._transaction() as cur:
+            await cur.execute(sql.ADVISORY_LOCK, (spec.lock_key,))
+            if await self._flag(cur, data_type):
+                await self._drop_indexes(cur, spec)
+                log.info("bulk load resumed", data_type=data_type.value)
+                return
+            if await self._bulk_wanted(cur, spec):
+                await self._drop_indexes(cur, spec)
+                await cur.execute(sql.SET_FLAG, (data_type.value, True))
+                log.info("bulk load started", data_type=data_type.value, mode=self._bulk_load)
+                return
+            for index in spec.indexes:
+                await cur.execute(sql.create_index(spec, index))
+        log.info("indexes in place", data_type=data_type.value, mode=self._bulk_load)
+
+    async def _bulk_wanted(self, cur: AsyncCursor[Any], spec: sql.TableSpec) -> bool:
+        if self._bulk_load != "auto":
+            return self._bulk_load == "true"
+        await cur.execute(sql.is_empty(spec))
+        row = await cur.fetchone()
+        return bool(row and row[0])
+
+    @staticmethod
+    async def _drop_indexes(cur: AsyncCursor[Any], spec: sql.TableSpec) -> None:
+        for index in spec.indexes:
+            await cur.execute(sql.drop_index(index))
+
+    @staticmethod
+    async def _flag(cur: AsyncCursor[Any], data_type: DataType) -> bool:
+        await cur.execute(sql.READ_FLAG, (data_type.value,))
+        row = await cur.fetchone()
+        return bool(row and row[0])
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncCursor[Any]]:
+        """A cursor inside one transaction; driver errors mapped for the runtime."""
+        try:
+            async with (
+                self._pool.connection() as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
+                yield cur
+        except psycopg.Error as e:
+            mapped = sql.classify(e)
+            if mapped is None:
+                raise
+            raise mapped from e
