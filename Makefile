@@ -36,10 +36,10 @@ test-unit: $(STAMP)
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
 run: services
-	$(BIN)/python -m scripts.run_pipeline
+	$(BIN)/python scripts/run_pipeline.py
 
 bench: services
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -81,6 +81,8 @@ pg_up() {
   wait_for "postgresql" 60 pg_isready -q -h 127.0.0.1 -p 5432
   su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='${PG_USER}'\"" | grep -q 1 ||
     su postgres -c "psql -qc \"CREATE ROLE ${PG_USER} LOGIN CREATEDB PASSWORD '${PG_PASSWORD}'\""
+  # Lets test fixtures drop their throwaway databases even while autovacuum is connected.
+  su postgres -c "psql -qc 'GRANT pg_signal_backend TO ${PG_USER}'" >/dev/null
   su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='${PG_DB}'\"" | grep -q 1 ||
     su postgres -c "createdb -O ${PG_USER} ${PG_DB}"
   log "postgresql up on 127.0.0.1:5432"

@@ -1,0 +1,167 @@
+"""Runs one consumer as a subprocess on a pre-filled queue and measures it.
+
+Timing runs from the process start until ``/health`` shows that the type's
+``extraction_complete`` was handled, which the runtime does only after every record
+before it has been committed (and, for tableinator, indexes rebuilt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aio_pika
+
+from bench.generate import generate
+from common.amqp import Names, declare_topology
+from common.records import DataType, Record
+from extractor.broker import ConfirmingPublisher
+from extractor.envelopes import batch_body, data_body, extraction_complete_body, file_complete_body
+
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://discogs:discogs@127.0.0.1:5672/")
+VERSION = "20260101"
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Measured:
+    records: int
+    seconds: float
+    rate: float
+    peak_rss_mb: float
+    batch_p50_ms: float | None
+    batch_p99_ms: float | None
+    complete: bool
+
+
+async def prefill(
+    prefix: str, service: str, data_type: DataType, records: list[Record], *, batch: int | None
+) -> None:
+    """Declare ``service``'s queues, then publish ``records`` and the completion messages."""
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        await declare_topology(channel, Names(prefix, service), delivery_limit=20)
+    async with ConfirmingPublisher(AMQP_URL, prefix) as publisher:
+        if batch:
+            for i in range(0, len(records), batch):
+                await publisher.publish(
+                    data_type, batch_body(data_type, VERSION, records[i : i + batch])
+                )
+        else:
+            for record in records:
+                await publisher.publish(data_type, data_body(VERSION, record))
+        name = f"discogs_{VERSION}_{data_type.value}.xml.gz"
+        await publisher.publish(
+            data_type, file_complete_body(data_type, name, VERSION, len(records))
+        )
+        body = extraction_complete_body(VERSION, datetime.now(UTC), {data_type: len(records)})
+        await publisher.publish(data_type, body)
+        await publisher.flush()
+
+
+def records_for(data_type: DataType, n: int, seed: int = 1) -> list[Record]:
+    return list(generate(data_type, n, seed=seed))
+
+
+def _health(port: int) -> dict[str, object] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+            return json.loads(r.read())  # type: ignore[no-any-return]
+    except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
+        return None
+
+
+def _peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _batch_latencies(log: Path) -> list[float]:
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if '"Batch processed"' in line:
+            try:
+                out.append(float(json.loads(line)["duration_ms"]))
+            except (ValueError, KeyError):
+                continue
+    return sorted(out)
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+
+
+def run_consumer(
+    command: list[str],
+    env: dict[str, str],
+    data_type: DataType,
+    expected: int,
+    *,
+    log: Path,
+    port: int,
+    limit_s: float,
+) -> Measured:
+    """Start ``command``; wait for completion (or ``limit_s``); stop it; measure."""
+    full_env = {**os.environ, **env, "HEALTH_PORT": str(port), "LOG_FORMAT": "json"}
+    started = time.monotonic()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+    done, committed = False, 0
+    try:
+        while time.monotonic() - started < limit_s and proc.poll() is None:
+            h = _health(port)
+            if h:
+                stats = h["types"][data_type.value]  # type: ignore[index]
+                committed = stats["written"] + stats["unchanged"]
+                if stats["extraction_complete"]:
+                    done = True
+                    break
+            time.sleep(0.1)
+        seconds = time.monotonic() - started
+        rss = _peak_rss_mb(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    latencies = _batch_latencies(log)
+    return Measured(
+        records=expected if done else committed,
+        seconds=round(seconds, 2),
+        rate=round((expected if done else committed) / seconds, 1),
+        peak_rss_mb=round(rss, 1),
+        batch_p50_ms=_pct(latencies, 0.5),
+        batch_p99_ms=_pct(latencies, 0.99),
+        complete=done,
+    )
+
+
+def service_command(service: str, *, baseline: bool = False) -> list[str]:
+    if baseline:
+        return [sys.executable, "-m", "bench.baseline", service]
+    return [str(BIN / service)]
+
+
+def prefill_sync(
+    prefix: str, service: str, data_type: DataType, records: list[Record], batch: int | None
+) -> None:
+    asyncio.run(prefill(prefix, service, data_type, records, batch=batch))
