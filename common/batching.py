@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import random
 import time
 from collections.abc import Iterable, Sequence
@@ -32,7 +33,7 @@ import structlog
 from common.metrics import Metrics
 from common.records import DataType, Record
 from common.settings import BatchConfig
-from common.sink import BatchRejected, TransientWriteError, Writer
+from common.sink import BatchRejected, TransientWriteError, Writer, WriteResult
 
 log = structlog.get_logger(__name__)
 
@@ -69,12 +70,15 @@ class _Ticket:
 class _Item:
     record: Record
     ticket: _Ticket
+    added: float  # time.monotonic() when it arrived
 
 
 @dataclass(slots=True)
 class _TypeState:
     pending: list[_Item] = field(default_factory=list)
-    oldest: float = 0.0
+    # Arrival of the oldest pending record that can be written now (its id is not in a
+    # running write); ``inf`` when there is none, so the timer does not wait on it.
+    oldest: float = math.inf
     inflight_ids: set[str] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -96,6 +100,7 @@ class BatchProcessor:
         self._wake = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
         self._closed = False
+        self._close_done = asyncio.Event()
         self.failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
 
     async def __aenter__(self) -> Self:
@@ -143,19 +148,22 @@ class BatchProcessor:
         rejected = list(rejections)
         size = len(records) + len(rejected)
         ticket = _Ticket(delivery, data_type, len(records), size, batch, rejected)
+        if records:
+            await self._wait_for_room(len(records))
+            if self._closed:  # closed while waiting: the drain is over, nothing may be added
+                raise RuntimeError("BatchProcessor is closed")
         self._metrics.record_consumed(data_type, size)
         if not records:
             await self._resolve(ticket)
             return
-        await self._wait_for_room(len(records))
         state = self._types[data_type]
-        if not state.pending:
-            state.oldest = time.monotonic()
-            self._wake.set()
-        state.pending.extend(_Item(record, ticket) for record in records)
+        now = time.monotonic()
+        state.pending.extend(_Item(record, ticket, now) for record in records)
         self._held += len(records)
         if len(state.pending) >= self._cfg.batch_size:
             self._start_flushes(data_type, full_only=True)
+        elif math.isinf(state.oldest):
+            self._reset_oldest(state)
 
     async def drain(self, data_type: DataType) -> None:
         """Write everything pending of ``data_type`` and wait until all of it has settled."""
@@ -166,8 +174,9 @@ class BatchProcessor:
                 await asyncio.wait(set(state.tasks))
 
     async def close(self) -> None:
-        """Drain every type, then stop the timer. Idempotent."""
+        """Drain every type, then stop the timer. Idempotent: a later call waits for the first."""
         if self._closed:
+            await self._close_done.wait()
             return
         self._closed = True
         try:
@@ -176,6 +185,7 @@ class BatchProcessor:
             if self._timer is not None:
                 self._timer.cancel()
                 await asyncio.gather(self._timer, return_exceptions=True)
+            self._close_done.set()
 
     # ------------------------------------------------------------------ internals
 
@@ -204,12 +214,21 @@ class BatchProcessor:
                 else:
                     kept.append(item)
             if not batch:
-                return  # everything left waits for a running write of the same ids
+                break  # everything left waits for a running write of the same ids
             state.pending = kept
-            state.oldest = time.monotonic()
             task = asyncio.create_task(self._run_batch(data_type, batch))
             state.tasks.add(task)
             task.add_done_callback(functools.partial(self._batch_done, state=state))
+        self._reset_oldest(state)
+
+    def _reset_oldest(self, state: _TypeState) -> None:
+        """Point the timer at the oldest pending record that can be written now."""
+        oldest = next(
+            (i.added for i in state.pending if i.record.id not in state.inflight_ids), math.inf
+        )
+        if oldest != state.oldest:
+            state.oldest = oldest
+            self._wake.set()
 
     def _batch_done(self, task: asyncio.Task[None], *, state: _TypeState) -> None:
         state.tasks.discard(task)
@@ -225,6 +244,7 @@ class BatchProcessor:
         while True:
             now = time.monotonic()
             due = [s.oldest + interval for s in self._types.values() if s.pending]
+            due = [d for d in due if math.isfinite(d)]
             self._wake.clear()
             if not due:
                 await self._wake.wait()
@@ -249,9 +269,9 @@ class BatchProcessor:
                     await self._resolve(item.ticket)
         finally:
             state.inflight_ids.difference_update(i.record.id for i in items)
+            # records held back for these ids may go now: by size, or by the timer
+            self._start_flushes(data_type, full_only=True)
             await self._release_room(len(items))
-            if state.pending:
-                self._wake.set()
 
     async def _write_split(self, data_type: DataType, items: list[_Item]) -> None:
         try:
@@ -295,14 +315,17 @@ class BatchProcessor:
                 )
                 await asyncio.sleep(delay)
                 continue
-            self._log_batch(data_type, len(records), result.written, result.unchanged, started)
+            self._log_batch(data_type, len(records), result, started)
             return
 
     def _log_batch(
-        self, data_type: DataType, size: int, written: int, unchanged: int, started: float
+        self, data_type: DataType, size: int, result: WriteResult, started: float
     ) -> None:
         seconds = time.perf_counter() - started
-        self._metrics.record_batch(data_type, written=written, unchanged=unchanged, seconds=seconds)
+        written, unchanged = result.written, result.unchanged
+        self._metrics.record_batch(
+            data_type, written=written, unchanged=unchanged, seconds=seconds, added=result.added
+        )
         stats = self._metrics.types[data_type]
         log.info(
             "Batch processed",
