@@ -50,8 +50,10 @@ class RowByRowWriter:
     async def file_complete(self, message: FileComplete) -> None:
         return None
 
-    async def extraction_complete(self, data_type: DataType, message: ExtractionComplete) -> None:
-        return None
+    async def extraction_complete(
+        self, data_type: DataType, message: ExtractionComplete, *, dead_letters: int
+    ) -> int:
+        return 0
 
 
 async def _serve_tableinator(settings: TableinatorSettings, stop: asyncio.Event) -> int:

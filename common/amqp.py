@@ -87,6 +87,12 @@ async def connect(urls: Sequence[str], *, stop: asyncio.Event) -> AbstractRobust
 class Topology:
     queues: dict[DataType, AbstractQueue]
     dead_letter_exchange: AbstractExchange
+    dead_letter_queues: dict[DataType, AbstractQueue]
+
+    async def dead_letter_depth(self, data_type: DataType) -> int:
+        """Messages waiting in ``data_type``'s dead-letter queue (read from the broker)."""
+        declared = await self.dead_letter_queues[data_type].declare(timeout=10)
+        return declared.message_count or 0
 
 
 async def declare_topology(
@@ -101,6 +107,7 @@ async def declare_topology(
         names.dead_letter_exchange(), aio_pika.ExchangeType.DIRECT, durable=True
     )
     queues = {}
+    dlqs = {}
     for data_type in data_types:
         exchange = await channel.declare_exchange(
             names.exchange(data_type), aio_pika.ExchangeType.FANOUT, durable=True
@@ -111,6 +118,7 @@ async def declare_topology(
             arguments={"x-queue-type": "quorum"},
         )
         await dlq.bind(dlx, routing_key=data_type.value)
+        dlqs[data_type] = dlq
         queue = await channel.declare_queue(
             names.queue(data_type),
             durable=True,
@@ -123,7 +131,7 @@ async def declare_topology(
         )
         await queue.bind(exchange, routing_key="")
         queues[data_type] = queue
-    return Topology(queues, dlx)
+    return Topology(queues, dlx, dlqs)
 
 
 class AmqpDelivery:

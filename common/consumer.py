@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 import orjson
 import structlog
@@ -35,6 +36,7 @@ class MessageHandler:
         writer: Writer,
         metrics: Metrics,
         dlx: AbstractExchange,
+        dead_letter_depth: Callable[[DataType], Awaitable[int]],
         max_message_bytes: int,
     ) -> None:
         self._service = service
@@ -42,6 +44,7 @@ class MessageHandler:
         self._writer = writer
         self._metrics = metrics
         self._dlx = dlx
+        self._dead_letter_depth = dead_letter_depth
         self._max_bytes = max_message_bytes
         self._file_started: dict[DataType, float] = {}
 
@@ -90,7 +93,7 @@ class MessageHandler:
         await self._writer.file_complete(msg)
         await delivery.settle([])
         stats = self._metrics.types[msg.data_type]
-        started = self._file_started.pop(msg.data_type, None)
+        started = self._file_started.get(msg.data_type)
         duration = time.monotonic() - started if started is not None else 0.0
         done = stats.written + stats.unchanged
         log.info(
@@ -112,15 +115,24 @@ class MessageHandler:
         self, data_type: DataType, msg: ExtractionComplete, delivery: AmqpDelivery
     ) -> None:
         await self._processor.drain(data_type)
-        await self._writer.extraction_complete(data_type, msg)
+        depth = await self._dead_letter_depth(data_type)
+        deleted = await self._writer.extraction_complete(data_type, msg, dead_letters=depth)
         await delivery.settle([])
-        self._metrics.types[data_type].extraction_complete = msg.version or "unknown"
+        stats = self._metrics.types[data_type]
+        stats.extraction_complete = msg.version or "unknown"
+        started = self._file_started.pop(data_type, None)
         log.info(
-            "extraction complete",
+            "update summary",
             service=self._service,
             data_type=data_type.value,
             version=msg.version,
             producer_count=msg.record_counts.get(data_type.value),
+            added=stats.added,
+            changed=stats.written - stats.added,
+            unchanged=stats.unchanged,
+            deleted=deleted,
+            dead_lettered=stats.dead_lettered,
+            duration_s=round(time.monotonic() - started, 1) if started is not None else None,
         )
 
 

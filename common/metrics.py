@@ -21,6 +21,7 @@ class TypeStats:
 
     consumed: int = 0
     written: int = 0
+    added: int = 0
     unchanged: int = 0
     dead_lettered: int = 0
     pending: int = 0
@@ -83,10 +84,11 @@ class Metrics:
         self.pending.labels(data_type.value).set(stats.pending)
 
     def record_batch(
-        self, data_type: DataType, *, written: int, unchanged: int, seconds: float
+        self, data_type: DataType, *, written: int, unchanged: int, seconds: float, added: int = 0
     ) -> None:
         stats = self.types[data_type]
         stats.written += written
+        stats.added += added
         stats.unchanged += unchanged
         stats.batches += 1
         stats.last_at = time.monotonic()

@@ -118,6 +118,7 @@ class Service:
             writer=self._writer,
             metrics=self.metrics,
             dlx=topology.dead_letter_exchange,
+            dead_letter_depth=topology.dead_letter_depth,
             max_message_bytes=self._settings.amqp_max_message_bytes,
         )
 

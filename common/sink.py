@@ -16,6 +16,7 @@ class WriteResult:
 
     written: int
     unchanged: int
+    added: int = 0  # of ``written``: records the store did not hold before
 
 
 class TransientWriteError(Exception):
@@ -45,6 +46,13 @@ class Writer(Protocol):
         """Every record of the file is committed; run the type's completion work."""
         ...
 
-    async def extraction_complete(self, data_type: DataType, message: ExtractionComplete) -> None:
-        """Every record of the run for ``data_type`` is committed."""
+    async def extraction_complete(
+        self, data_type: DataType, message: ExtractionComplete, *, dead_letters: int
+    ) -> int:
+        """Every record of the run for ``data_type`` is committed: finish the update.
+
+        ``dead_letters`` is how many messages of the type wait in the dead-letter queue.
+        Returns how many stored records were deleted as absent from this version
+        (0 when the purge was skipped; see :mod:`common.purge` for when it must be).
+        """
         ...

@@ -98,8 +98,11 @@ class Neo4jWriter:
         their own record arrives)."""
         log.info("graph_file_complete", data_type=str(message.data_type), file=message.file)
 
-    async def extraction_complete(self, data_type: DataType, message: ExtractionComplete) -> None:
+    async def extraction_complete(
+        self, data_type: DataType, message: ExtractionComplete, *, dead_letters: int
+    ) -> int:
         log.info("graph_extraction_complete", data_type=str(data_type), version=message.version)
+        return 0
 
     async def _execute(self, data_type: DataType, work: _Work) -> int:
         try:

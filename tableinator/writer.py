@@ -78,9 +78,12 @@ class PostgresWriter:
             return
         await self.ensure_indexes(data_type)
 
-    async def extraction_complete(self, data_type: DataType, message: ExtractionComplete) -> None:
+    async def extraction_complete(
+        self, data_type: DataType, message: ExtractionComplete, *, dead_letters: int
+    ) -> int:
         """Make sure every index exists (the monthly-update purge comes later)."""
         await self.ensure_indexes(data_type)
+        return 0
 
     async def ensure_indexes(self, data_type: DataType) -> None:
         """Create any missing secondary index of ``data_type`` and leave bulk-load mode.

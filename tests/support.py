@@ -73,8 +73,11 @@ class RecordingWriter:
     async def file_complete(self, message: FileComplete) -> None:
         self.events.append(("file_complete", message.data_type, []))
 
-    async def extraction_complete(self, data_type: DataType, message: ExtractionComplete) -> None:
+    async def extraction_complete(
+        self, data_type: DataType, message: ExtractionComplete, *, dead_letters: int
+    ) -> int:
         self.events.append(("extraction_complete", data_type, []))
+        return 0
 
     def count(self, data_type: DataType) -> int:
         return len(self.written[data_type])

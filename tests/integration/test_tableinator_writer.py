@@ -324,8 +324,8 @@ async def test_never_bulk_creates_indexes_at_setup_and_ensure_is_idempotent(
     async with pool.connection() as conn, conn.transaction():
         await conn.execute("DROP INDEX releases_styles_gin_idx")
     done = ExtractionComplete("20200806", {"releases": 1000})
-    await writer.extraction_complete(DataType.RELEASES, done)
-    await writer.extraction_complete(DataType.RELEASES, done)
+    await writer.extraction_complete(DataType.RELEASES, done, dead_letters=0)
+    await writer.extraction_complete(DataType.RELEASES, done, dead_letters=0)
     await writer.ensure_indexes(DataType.RELEASES)
     assert await secondary_indexes(pool, DataType.RELEASES) == all_indexes(DataType.RELEASES)
     await started(pool, bulk_load="false")  # setup re-runs cleanly on an existing schema
