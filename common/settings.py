@@ -66,6 +66,9 @@ class CommonSettings(BaseSettings):
     log_format: Literal["json", "console", "auto"] = "auto"
     health_port: int = Field(8000, ge=0, le=65535)
     shutdown_timeout: float = Field(30.0, gt=0)
+    # Monthly updates: refuse to purge when more than this share of the stored records of a
+    # type would be deleted (a truncated or wrong dump).
+    purge_veto_fraction: float = Field(0.10, ge=0, le=1)
 
     @model_validator(mode="before")
     @classmethod
