@@ -101,6 +101,8 @@ _ID_RE = re.compile(r"[0-9]{1,19}")
 _MAX_ID = 2**63 - 1  # ids are stored as 64-bit integers downstream
 _YEAR_RE = re.compile(r"\s*([0-9]{4})")
 _MAX_DEPTH = 32
+# Keys whose string values need more than copying (ids, years, wrappers, references).
+_SPECIAL = _ID_FIELDS | _WRAPPERS.keys() | _REF_FIELDS | {"year", "is_main_release"}
 # Message-level keys that are not part of the record.
 _ENVELOPE_KEYS = frozenset({"type", "sha256", "version"})
 # orjson's escape of a NUL character, not preceded by an escaped backslash (so a literal
@@ -127,7 +129,7 @@ def normalise(data_type: DataType, obj: object) -> Record:
         encoded = canonical_json(data)
     except orjson.JSONEncodeError as e:  # an integer beyond 64 bits, a non-JSON value
         raise InvalidRecord(f"record cannot be serialised as JSON: {e}") from e
-    if _NUL_RE.search(encoded):
+    if b"\\u0000" in encoded and _NUL_RE.search(encoded):  # substring test first: fast
         raise InvalidRecord("a string holds NUL (\\u0000), which PostgreSQL cannot store")
     sha = given_hash if isinstance(given_hash, str) else hashlib.sha256(encoded).hexdigest()
     return Record(id=data["id"], sha256=sha, data=data)
@@ -161,6 +163,10 @@ def _object(obj: dict[str, Any], *, ref: bool, depth: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for raw_key, value in obj.items():
         key = _key(raw_key, ref=ref)
+        if type(value) is str and key not in _SPECIAL:
+            if value:  # hot path: plain text, the bulk of every record
+                out[key] = value
+            continue
         if key == "is_main_release" and "is_main_release" in out:
             continue
         norm = _field(key, value, depth=depth + 1)
@@ -170,6 +176,8 @@ def _object(obj: dict[str, Any], *, ref: bool, depth: int) -> dict[str, Any]:
 
 
 def _key(raw_key: str, *, ref: bool) -> str:
+    if raw_key[:1] not in ("@", "#"):
+        return raw_key
     if raw_key == "#text":
         return "name" if ref else "text"
     return raw_key[1:] if raw_key.startswith("@") else raw_key

@@ -1,0 +1,82 @@
+"""Renders bench/results/latest.json as the markdown tables of docs/performance.md.
+
+Usage: python -m bench.report  (rewrites the part of docs/performance.md and README.md
+between the markers ``<!-- perf:start -->`` and ``<!-- perf:end -->``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LATEST = ROOT / "bench" / "results" / "latest.json"
+TARGETS = ROOT / "docs" / "performance.md", ROOT / "README.md"
+_MARKED = re.compile(r"(<!-- perf:start -->\n).*?(<!-- perf:end -->)", re.S)
+
+
+def _r(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def tables(report: dict[str, Any]) -> str:
+    rows = [
+        "| consumer | type | N | ceiling rec/s | ours, batch msgs | ours, single msgs | "
+        "baseline | batch / ceiling | single / ceiling | batch / baseline | peak RSS MB | "
+        "batch p50 / p99 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        b, s, base = r["batch"], r["single"], r["baseline"]
+        rows.append(
+            f"| {r['consumer']} | {r['data_type']} | {r['n']:,} | {_r(r['ceiling_rate'])} | "
+            f"{_r(b['rate'])} | {_r(s['rate'])} | {_r(base['rate'], 1)} | "
+            f"{_r(r['batch_vs_ceiling'], 2)} | {_r(r['single_vs_ceiling'], 2)} | "
+            f"{_r(r['batch_vs_baseline'])}x | {_r(b['peak_rss_mb'])} | "
+            f"{_r(b['batch_p50_ms'])} / {_r(b['batch_p99_ms'])} |"
+        )
+    if report.get("growth"):
+        rows += [
+            "",
+            "| consumer | rate at N | at 4N (ratio) | at 16N (ratio) |",
+            "|---|---:|---:|---:|",
+        ]
+        for g in report["growth"]:
+            rows.append(
+                f"| {g['consumer']} | {_r(g['rate_n'])} | {_r(g['rate_4n'])} ({g['ratio_4n']}) | "
+                f"{_r(g['rate_16n'])} ({g['ratio_16n']}) |"
+            )
+    if report.get("updates"):
+        rows += [
+            "",
+            "| consumer | first load s | same data again s | 1% changed/added/removed s |",
+            "|---|---:|---:|---:|",
+        ]
+        for u in report["updates"]:
+            rows.append(f"| {u['consumer']} | {u['first_s']} | {u['again_s']} | {u['delta_s']} |")
+    machine = report.get("machine", {})
+    rows += [
+        "",
+        f"Machine: {machine.get('cpus')} cores, Python {machine.get('python')}, "
+        f"{machine.get('platform')}; whole run {report.get('seconds')} s.",
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def main() -> int:
+    report = json.loads(LATEST.read_text())
+    text = tables(report)
+    for target in TARGETS:
+        if target.exists():
+            body = target.read_text()
+            new = _MARKED.sub(lambda m: m.group(1) + text + m.group(2), body)
+            target.write_text(new)
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
