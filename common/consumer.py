@@ -48,7 +48,8 @@ class MessageHandler:
         self._max_bytes = max_message_bytes
         self._file_started: dict[DataType, float] = {}
 
-    async def handle(self, data_type: DataType, message: AbstractIncomingMessage) -> None:
+    async def handle(self, data_type: DataType, message: AbstractIncomingMessage) -> int:
+        """Process one delivery; returns how many records it carried (1 for the others)."""
         delivery = AmqpDelivery(message, dlx=self._dlx, data_type=data_type)
         try:
             decoded = decode(data_type, message.body, max_bytes=self._max_bytes)
@@ -64,13 +65,15 @@ class MessageHandler:
             await delivery.settle([Rejection(str(e))])
             self._metrics.record_settled(data_type, 1)
             self._metrics.record_dead_letter(data_type)
-            return
+            return 1
         if isinstance(decoded, DataMessage):
             await self._data(decoded, delivery)
-        elif isinstance(decoded, FileComplete):
+            return max(len(decoded.records) + len(decoded.rejected), 1)
+        if isinstance(decoded, FileComplete):
             await self._file_complete(decoded, delivery)
         else:
             await self._extraction_complete(data_type, decoded, delivery)
+        return 1
 
     async def _data(self, msg: DataMessage, delivery: AmqpDelivery) -> None:
         self._file_started.setdefault(msg.data_type, time.monotonic())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -32,6 +33,9 @@ from common.settings import CommonSettings, S, SettingsError, load
 from common.sink import Writer
 
 log = structlog.get_logger(__name__)
+
+# With batch messages, at least this many are prefetched so the next batch is always near.
+_MIN_BATCH_PREFETCH = 4
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -65,6 +69,7 @@ class Service:
         self._queues: dict[DataType, AbstractQueue] = {}
         self._consuming = False
         self._depth_checked = 0.0
+        self.prefetch: dict[DataType, int] = {}
         self.health: HealthServer | None = None
 
     async def run(self, stop: asyncio.Event) -> int:
@@ -87,7 +92,6 @@ class Service:
 
     async def _consume(self, connection: AbstractRobustConnection, stop: asyncio.Event) -> int:
         channel = await connection.channel()
-        await channel.set_qos(prefetch_count=self._settings.prefetch())
         topology = await declare_topology(
             channel, self.names, delivery_limit=self._settings.amqp_delivery_limit
         )
@@ -101,8 +105,10 @@ class Service:
         async with processor:
             handler = self._handler(processor, topology)
             tasks = [
-                asyncio.create_task(self._consume_queue(q, t, handler), name=f"consume-{t}")
-                for t, q in topology.queues.items()
+                asyncio.create_task(
+                    self._consume_queue(connection, t, handler), name=f"consume-{t}"
+                )
+                for t in topology.queues
             ]
             self._consuming = True
             log.info("consuming", service=self.name, queues=[q.name for q in self._queues.values()])
@@ -122,13 +128,44 @@ class Service:
             max_message_bytes=self._settings.amqp_max_message_bytes,
         )
 
-    @staticmethod
     async def _consume_queue(
-        queue: AbstractQueue, data_type: DataType, handler: MessageHandler
+        self, connection: AbstractRobustConnection, data_type: DataType, handler: MessageHandler
     ) -> None:
-        async with queue.iterator() as messages:
-            async for message in messages:
-                await handler.handle(data_type, message)
+        """Consume one type's queue on a channel of its own, so its prefetch is its own.
+
+        The default prefetch (twice the batch size) fits one-record messages. When the
+        producer sends batch messages, that many messages would hold far more records than
+        ``max_pending``, so the prefetch is lowered to what keeps two batches flowing and
+        the queue is consumed again with it.
+        """
+        channel = await connection.channel()
+        queue = await channel.get_queue(self.names.queue(data_type))
+        prefetch = self._settings.prefetch()
+        while True:
+            await channel.set_qos(prefetch_count=prefetch)
+            self.prefetch[data_type] = prefetch
+            async with queue.iterator() as messages:
+                async for message in messages:
+                    carried = await handler.handle(data_type, message)
+                    wanted = self._prefetch_for(carried)
+                    if wanted < prefetch:
+                        log.info(
+                            "prefetch lowered for batch messages",
+                            data_type=data_type.value,
+                            records_per_message=carried,
+                            prefetch=wanted,
+                        )
+                        prefetch = wanted
+                        break
+                else:
+                    return
+
+    def _prefetch_for(self, records_per_message: int) -> int:
+        """The prefetch that keeps two batches' worth of records arriving."""
+        if self._settings.amqp_prefetch is not None or records_per_message <= 1:
+            return self._settings.prefetch()
+        batch = self._settings.batch().batch_size
+        return max(_MIN_BATCH_PREFETCH, math.ceil(2 * batch / records_per_message))
 
     async def _wait_until_stopped(
         self, stop: asyncio.Event, processor: BatchProcessor, tasks: list[asyncio.Task[None]]

@@ -246,3 +246,26 @@ def _get(url: str) -> tuple[int, bytes]:
             return resp.status, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+async def test_batch_messages_lower_the_prefetch_and_all_records_load(
+    start_service: StartService,
+    amqp_connection: aio_pika.abc.AbstractConnection,
+    exchange_prefix: str,
+) -> None:
+    writer = RecordingWriter()
+    batches = [
+        orjson.dumps(
+            {
+                "type": "batch",
+                "data_type": "artists",
+                "records": [{"id": str(b * 50 + i), "name": "n"} for i in range(50)],
+            }
+        )
+        for b in range(8)
+    ]
+    async with start_service(writer) as running:
+        assert running.service.prefetch[DataType.ARTISTS] == 10  # twice the batch size
+        await publish(amqp_connection, exchange_prefix, DataType.ARTISTS, *batches)
+        await eventually(lambda: writer.count(DataType.ARTISTS) == 400, what="all records")
+        assert running.service.prefetch[DataType.ARTISTS] == 4
