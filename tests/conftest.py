@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -25,6 +26,19 @@ from tests import servers
 
 @pytest.fixture
 async def pg_dsn() -> AsyncIterator[str]:
+    async with _throwaway_database() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+async def second_pg_dsn() -> AsyncIterator[str]:
+    """Another throwaway database, for tests comparing two loads side by side."""
+    async with _throwaway_database() as dsn:
+        yield dsn
+
+
+@contextlib.asynccontextmanager
+async def _throwaway_database() -> AsyncIterator[str]:
     name = f"test_{uuid.uuid4().hex[:12]}"
     try:
         admin = await psycopg.AsyncConnection.connect(servers.POSTGRES_ADMIN_DSN, autocommit=True)
