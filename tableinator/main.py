@@ -38,7 +38,11 @@ async def serve(settings: TableinatorSettings, stop: asyncio.Event) -> int:
 
         if not await retry_until("postgresql", ready, stop=stop):
             return EXIT_OK
-        writer = PostgresWriter(pool=pool, bulk_load=settings.postgres_bulk_load)
+        writer = PostgresWriter(
+            pool=pool,
+            bulk_load=settings.postgres_bulk_load,
+            purge_veto_fraction=settings.purge_veto_fraction,
+        )
 
         async def schema_ready() -> bool:
             try:

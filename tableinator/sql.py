@@ -3,13 +3,17 @@
 One table per data type holds each record whole (``data jsonb`` = ``Record.data``, the
 source of truth) beside its ``hash``; releases and masters also carry a ``year int`` column
 derived from the data at write time, so the year is indexable without casting inside an
-index. Secondary indexes are defined here so that bulk-load mode can drop and rebuild
-exactly the same set. Table and index names come only from the fixed definitions below;
-every value travels as a parameter or as COPY data. Rationale: docs/postgres.md.
+index. ``version`` is the dump version that wrote the row's content; a narrow side table
+``<type>_seen`` holds, per id, the newest dump version that carried the record, so marking
+an unchanged record as seen never rewrites its document (tableinator.updates). Secondary
+indexes are defined here so that bulk-load mode can drop and rebuild exactly the same set.
+Table and index names come only from the fixed definitions below; every value travels as
+a parameter or as COPY data. Rationale: docs/postgres.md.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -28,9 +32,11 @@ SCHEMA_LOCK_KEY: Final = "tableinator:schema"
 # UTF-8 text. Refusing longer indexed text up front keeps a bulk-load index rebuild from
 # failing on a row that was accepted while the indexes were dropped.
 MAX_INDEXED_TEXT_BYTES: Final = 1800
+# A dump version as stamped on records: YYYYMMDD, so text order is chronological order.
+_VERSION_RE: Final = re.compile(r"[0-9]{8}")
 
-# One COPY row: data_id, hash, data (JSON already encoded by orjson)[, year].
-Row = tuple[str, str, bytes] | tuple[str, str, bytes, int | None]
+# One COPY row: data_id, hash, data (JSON already encoded by orjson), version[, year].
+Row = tuple[str, str, bytes, str | None] | tuple[str, str, bytes, str | None, int | None]
 
 _METHODS: Final = {"btree": sql.SQL("btree"), "gin": sql.SQL("gin")}
 
@@ -65,13 +71,17 @@ class TableSpec:
         return sql.Identifier(f"stage_{self.data_type.value}")
 
     @property
+    def seen(self) -> sql.Identifier:
+        return sql.Identifier(f"{self.data_type.value}_seen")
+
+    @property
     def columns(self) -> tuple[str, ...]:
-        base = ("data_id", "hash", "data")
+        base = ("data_id", "hash", "data", "version")
         return (*base, "year") if self.year_source else base
 
     @property
     def copy_types(self) -> list[str]:
-        base = ["text", "text", "bytea"]
+        base = ["text", "text", "bytea", "text"]
         return [*base, "int4"] if self.year_source else base
 
     @property
@@ -131,21 +141,24 @@ def create_table(spec: TableSpec) -> sql.Composed:
     year = sql.SQL(" year integer,") if spec.year_source else sql.SQL("")
     return sql.SQL(
         "CREATE TABLE IF NOT EXISTS {} (data_id text PRIMARY KEY, hash text NOT NULL,"
-        " data jsonb NOT NULL,{} updated_at timestamptz NOT NULL DEFAULT now())"
+        " data jsonb NOT NULL, version text,{} updated_at timestamptz NOT NULL DEFAULT now())"
     ).format(spec.table, year)
 
 
 def create_state_table() -> sql.Composed:
     return sql.SQL(
         "CREATE TABLE IF NOT EXISTS {} (data_type text PRIMARY KEY,"
-        " indexes_dropped boolean NOT NULL DEFAULT false,"
+        " indexes_dropped boolean NOT NULL DEFAULT false, file_complete_version text,"
         " updated_at timestamptz NOT NULL DEFAULT now())"
     ).format(STATE_TABLE)
 
 
 def schema_statements() -> list[sql.Composed]:
     """Every table, in creation order; each statement is safe to re-run."""
-    return [create_state_table(), *(create_table(spec) for spec in SPECS.values())]
+    return [
+        create_state_table(),
+        *(create_table(spec) for spec in SPECS.values()),
+    ]
 
 
 def create_index(spec: TableSpec, index: Index) -> sql.Composed:
@@ -197,7 +210,7 @@ def create_stage(spec: TableSpec) -> sql.Composed:
     year = sql.SQL(", year integer") if spec.year_source else sql.SQL("")
     return sql.SQL(
         "CREATE TEMP TABLE {} (data_id text NOT NULL, hash text NOT NULL,"
-        " data bytea NOT NULL{}) ON COMMIT DROP"
+        " data bytea NOT NULL, version text{}) ON COMMIT DROP"
     ).format(spec.stage, year)
 
 
@@ -213,7 +226,10 @@ def merge(spec: TableSpec) -> sql.Composed:
     primary-key probe per staged row, whereas an anti-join may be planned as a hash join
     over the whole table once the table has statistics and the unanalysed stage has none.
     The ``ON CONFLICT ... WHERE`` repeats the test under the row lock, for a concurrent
-    writer. ``ORDER BY data_id`` makes concurrent merges take row locks in one order.
+    writer, and refuses to replace content stored from a newer dump version (when both
+    versions are known): a stale redelivery cannot undo this month's record.
+    ``ORDER BY data_id`` makes concurrent merges take row locks in one order. Each
+    written row returns whether it was inserted (``xmax = 0``) rather than updated.
     """
     staged: list[sql.Composable] = [sql.SQL("s.{}").format(sql.Identifier(c)) for c in spec.columns]
     staged[2] = sql.SQL("convert_from(s.data, 'UTF8')::jsonb")  # validates, then parses
@@ -223,7 +239,9 @@ def merge(spec: TableSpec) -> sql.Composed:
         " WHERE s.hash IS DISTINCT FROM (SELECT o.hash FROM {t} AS o WHERE o.data_id = s.data_id)"
         " ORDER BY s.data_id"
         " ON CONFLICT (data_id) DO UPDATE SET {updates}, updated_at = now()"
-        " WHERE t.hash IS DISTINCT FROM EXCLUDED.hash"
+        " WHERE t.hash IS DISTINCT FROM EXCLUDED.hash AND (t.version IS NULL"
+        " OR EXCLUDED.version IS NULL OR t.version <= EXCLUDED.version)"
+        " RETURNING (t.xmax = 0)"
     ).format(
         t=spec.table,
         cols=_column_list(spec),
@@ -248,13 +266,16 @@ def _row(spec: TableSpec, record: Record) -> Row:
     except orjson.JSONEncodeError as e:
         raise BatchRejected(f"record {record.id}: data cannot be encoded as JSON: {e}") from e
     _check_text(record.id, "sha256", record.sha256)
+    if record.version is not None and not _VERSION_RE.fullmatch(record.version):
+        raise BatchRejected(f"record {record.id}: version {record.version[:20]!r} is not YYYYMMDD")
     for field in spec.indexed_text:
         value = record.data.get(field)
         if isinstance(value, str):  # orjson already refused text that is not Unicode
             _check_indexable(record.id, field, value)
     if spec.year_source is None:
-        return (record.id, record.sha256, encoded)
-    return (record.id, record.sha256, encoded, release_year(record.data.get(spec.year_source)))
+        return (record.id, record.sha256, encoded, record.version)
+    year = release_year(record.data.get(spec.year_source))
+    return (record.id, record.sha256, encoded, record.version, year)
 
 
 def _check_text(record_id: str, field: str, value: str) -> None:

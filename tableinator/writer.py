@@ -2,9 +2,12 @@
 
 Each batch is one transaction on a pooled connection: binary COPY into a temp table
 (``ON COMMIT DROP``), then one ``INSERT ... SELECT ... ON CONFLICT`` merge that leaves rows
-with an unchanged hash untouched. Bulk-load mode drops a table's secondary indexes while
-it is loaded and rebuilds them on ``file_complete``; the flag lives in the database
-(``tableinator_state``) so a restart mid-load still ends with every index in place.
+with an unchanged hash (or stored from a newer dump version) untouched, then the stamp of
+every record's dump version in the narrow ``<type>_seen`` table. ``extraction_complete``
+purges what the version did not carry (:mod:`tableinator.purger`). Bulk-load mode drops a
+table's secondary indexes while it is loaded and rebuilds them on ``file_complete``; the
+flag lives in the database (``tableinator_state``) so a restart mid-load still ends with
+every index in place.
 Statements and rows come from :mod:`tableinator.sql`; docs/postgres.md explains them.
 """
 
@@ -21,9 +24,11 @@ from psycopg import AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
 from common.messages import ExtractionComplete, FileComplete
+from common.purge import DEFAULT_VETO_FRACTION
 from common.records import DataType, Record
 from common.sink import WriteResult
-from tableinator import sql
+from tableinator import sql, updates
+from tableinator.purger import Purger
 
 log = structlog.get_logger(__name__)
 
@@ -34,26 +39,43 @@ class PostgresWriter:
     ``pool`` must hand out connections in the default (non-autocommit) mode; every unit of
     work runs inside an explicit ``conn.transaction()``. ``bulk_load``: ``"auto"`` drops a
     table's secondary indexes for the load when it is empty at :meth:`setup`, ``"true"``
-    always does, ``"false"`` never does.
+    always does, ``"false"`` never does. ``purge_veto_fraction``: the monthly purge is
+    refused when it would delete more than this share of a type's rows;
+    ``purge_chunk_size``: ids examined per purge transaction.
     """
 
-    def __init__(self, *, pool: AsyncConnectionPool[Any], bulk_load: str = "auto") -> None:
+    def __init__(
+        self,
+        *,
+        pool: AsyncConnectionPool[Any],
+        bulk_load: str = "auto",
+        purge_veto_fraction: float = DEFAULT_VETO_FRACTION,
+        purge_chunk_size: int = updates.DEFAULT_PURGE_CHUNK,
+    ) -> None:
         if bulk_load not in sql.BULK_LOAD_MODES:
             raise ValueError(f"bulk_load must be one of auto, true, false; got {bulk_load!r}")
         self._pool = pool
         self._bulk_load = bulk_load
+        self._purger = Purger(
+            self._transaction, veto_fraction=purge_veto_fraction, chunk_size=purge_chunk_size
+        )
 
     async def setup(self) -> None:
         """Create the schema (safe to re-run) and enter bulk-load mode where it applies."""
         async with self._transaction() as cur:
             await cur.execute(sql.ADVISORY_LOCK, (sql.SCHEMA_LOCK_KEY,))
-            for statement in sql.schema_statements():
+            for statement in [*sql.schema_statements(), *updates.schema_statements()]:
                 await cur.execute(statement)
+            await self._add_missing_columns(cur)
         for data_type in DataType:
             await self._prepare_indexes(data_type)
 
     async def write(self, data_type: DataType, records: Sequence[Record]) -> WriteResult:
-        """Upsert ``records`` in one transaction; rows whose hash matches are not rewritten."""
+        """Upsert ``records`` in one transaction and stamp their version as seen.
+
+        Rows whose hash matches, or whose content came from a newer dump version, are not
+        rewritten. ``added`` counts the written rows that are new ids.
+        """
         spec = sql.SPECS[data_type]
         rows = sql.build_rows(spec, records)  # before taking a connection: may reject
         if not rows:
@@ -65,12 +87,15 @@ class PostgresWriter:
                 for row in rows:
                     await copy.write_row(row)
             await cur.execute(sql.merge(spec))
-            written = max(cur.rowcount, 0)
-        return WriteResult(written=written, unchanged=len(records) - written)
+            inserted = [bool(row[0]) for row in await cur.fetchall()]
+            await cur.execute(updates.mark_seen(spec))
+        written = len(inserted)
+        return WriteResult(written=written, unchanged=len(records) - written, added=sum(inserted))
 
     async def file_complete(self, message: FileComplete) -> None:
-        """Rebuild the type's secondary indexes if a bulk load dropped them."""
+        """Persist that the version's file arrived whole; rebuild indexes a bulk load dropped."""
         data_type = message.data_type
+        await self._purger.file_complete(data_type, message.version)
         async with self._transaction() as cur:
             dropped = await self._flag(cur, data_type)
         if not dropped:
@@ -81,9 +106,13 @@ class PostgresWriter:
     async def extraction_complete(
         self, data_type: DataType, message: ExtractionComplete, *, dead_letters: int
     ) -> int:
-        """Make sure every index exists (the monthly-update purge comes later)."""
+        """Make sure every index exists, then purge the rows ``message.version`` lacked.
+
+        The purge is skipped (and logged, returning 0) when :func:`common.purge.decide`
+        refuses it; it is idempotent, so a redelivered message after a crash finishes it.
+        """
         await self.ensure_indexes(data_type)
-        return 0
+        return await self._purger.purge(data_type, message.version, dead_letters=dead_letters)
 
     async def ensure_indexes(self, data_type: DataType) -> None:
         """Create any missing secondary index of ``data_type`` and leave bulk-load mode.
@@ -134,6 +163,16 @@ class PostgresWriter:
         await cur.execute(sql.is_empty(spec))
         row = await cur.fetchone()
         return bool(row and row[0])
+
+    @staticmethod
+    async def _add_missing_columns(cur: AsyncCursor[Any]) -> None:
+        """Bring tables created by an older release up to date (no lock unless needed)."""
+        for table, column in updates.ADDED_COLUMNS:
+            await cur.execute(updates.COLUMN_MISSING, (table, column))
+            row = await cur.fetchone()
+            if row and row[0]:
+                await cur.execute(updates.add_column(table, column))
+                log.info("column added", table=table, column=column)
 
     @staticmethod
     async def _drop_indexes(cur: AsyncCursor[Any], spec: sql.TableSpec) -> None:

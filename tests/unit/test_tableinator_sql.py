@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 import psycopg
 import pytest
@@ -11,7 +13,7 @@ from psycopg_pool import PoolClosed, PoolTimeout
 
 from common.records import DataType, Record, normalise
 from common.sink import BatchRejected, TransientWriteError
-from tableinator import sql
+from tableinator import sql, updates
 
 
 def text(statement: psql.Composable) -> str:
@@ -31,19 +33,32 @@ def test_every_data_type_has_its_own_table() -> None:
         assert spec.data_type is data_type
         assert text(spec.table) == f'"{data_type.value}"'
         assert text(spec.stage) == f'"stage_{data_type.value}"'
+        assert text(spec.seen) == f'"{data_type.value}_seen"'
         assert spec.lock_key == f"tableinator:{data_type.value}"
 
 
 @pytest.mark.parametrize(
     ("data_type", "columns", "types"),
     [
-        (DataType.ARTISTS, ("data_id", "hash", "data"), ["text", "text", "bytea"]),
-        (DataType.LABELS, ("data_id", "hash", "data"), ["text", "text", "bytea"]),
-        (DataType.MASTERS, ("data_id", "hash", "data", "year"), ["text", "text", "bytea", "int4"]),
+        (
+            DataType.ARTISTS,
+            ("data_id", "hash", "data", "version"),
+            ["text", "text", "bytea", "text"],
+        ),
+        (
+            DataType.LABELS,
+            ("data_id", "hash", "data", "version"),
+            ["text", "text", "bytea", "text"],
+        ),
+        (
+            DataType.MASTERS,
+            ("data_id", "hash", "data", "version", "year"),
+            ["text", "text", "bytea", "text", "int4"],
+        ),
         (
             DataType.RELEASES,
-            ("data_id", "hash", "data", "year"),
-            ["text", "text", "bytea", "int4"],
+            ("data_id", "hash", "data", "version", "year"),
+            ["text", "text", "bytea", "text", "int4"],
         ),
     ],
 )
@@ -122,6 +137,7 @@ def test_tables_have_the_required_columns_and_are_safe_to_recreate() -> None:
             "data_id text PRIMARY KEY",
             "hash text NOT NULL",
             "data jsonb NOT NULL",
+            "version text,",
             "updated_at timestamptz NOT NULL DEFAULT now()",
         ):
             assert column in statement
@@ -133,6 +149,7 @@ def test_schema_statements_create_state_then_every_table() -> None:
     assert statements[0] == text(sql.create_state_table())
     assert '"tableinator_state"' in statements[0]
     assert "indexes_dropped boolean NOT NULL DEFAULT false" in statements[0]
+    assert "file_complete_version text" in statements[0]
     assert statements[1:] == [text(sql.create_table(spec)) for spec in sql.SPECS.values()]
     assert all("IF NOT EXISTS" in s for s in statements)
 
@@ -176,36 +193,44 @@ def test_stage_is_a_temp_table_dropped_at_commit() -> None:
         assert statement.startswith(f"CREATE TEMP TABLE {text(spec.stage)} (")
         assert statement.endswith(" ON COMMIT DROP")
         assert "data bytea NOT NULL" in statement  # parsed into jsonb only if changed
+        assert "version text" in statement
         assert ("year integer" in statement) == (spec.year_source is not None)
 
 
 def test_copy_is_binary_into_the_stage_in_column_order() -> None:
     assert text(sql.copy_stage(sql.SPECS[DataType.RELEASES])) == (
-        'COPY "stage_releases" ("data_id", "hash", "data", "year") FROM STDIN (FORMAT BINARY)'
+        'COPY "stage_releases" ("data_id", "hash", "data", "version", "year")'
+        " FROM STDIN (FORMAT BINARY)"
     )
     assert text(sql.copy_stage(sql.SPECS[DataType.ARTISTS])) == (
-        'COPY "stage_artists" ("data_id", "hash", "data") FROM STDIN (FORMAT BINARY)'
+        'COPY "stage_artists" ("data_id", "hash", "data", "version") FROM STDIN (FORMAT BINARY)'
     )
 
 
-def test_merge_parses_and_rewrites_only_rows_whose_hash_changed() -> None:
+VERSION_GUARD = (
+    " WHERE t.hash IS DISTINCT FROM EXCLUDED.hash AND (t.version IS NULL"
+    " OR EXCLUDED.version IS NULL OR t.version <= EXCLUDED.version) RETURNING (t.xmax = 0)"
+)
+
+
+def test_merge_parses_and_rewrites_only_changed_rows_never_newer_ones() -> None:
     assert text(sql.merge(sql.SPECS[DataType.MASTERS])) == (
-        'INSERT INTO "masters" AS t ("data_id", "hash", "data", "year")'
-        ' SELECT s."data_id", s."hash", convert_from(s.data, \'UTF8\')::jsonb, s."year"'
-        ' FROM "stage_masters" AS s WHERE s.hash IS DISTINCT FROM'
+        'INSERT INTO "masters" AS t ("data_id", "hash", "data", "version", "year")'
+        ' SELECT s."data_id", s."hash", convert_from(s.data, \'UTF8\')::jsonb, s."version",'
+        ' s."year" FROM "stage_masters" AS s WHERE s.hash IS DISTINCT FROM'
         ' (SELECT o.hash FROM "masters" AS o WHERE o.data_id = s.data_id) ORDER BY s.data_id'
         ' ON CONFLICT (data_id) DO UPDATE SET "hash" = EXCLUDED."hash",'
-        ' "data" = EXCLUDED."data", "year" = EXCLUDED."year", updated_at = now()'
-        " WHERE t.hash IS DISTINCT FROM EXCLUDED.hash"
+        ' "data" = EXCLUDED."data", "version" = EXCLUDED."version", "year" = EXCLUDED."year",'
+        " updated_at = now()" + VERSION_GUARD
     )
     assert text(sql.merge(sql.SPECS[DataType.LABELS])) == (
-        'INSERT INTO "labels" AS t ("data_id", "hash", "data")'
-        ' SELECT s."data_id", s."hash", convert_from(s.data, \'UTF8\')::jsonb'
+        'INSERT INTO "labels" AS t ("data_id", "hash", "data", "version")'
+        ' SELECT s."data_id", s."hash", convert_from(s.data, \'UTF8\')::jsonb, s."version"'
         ' FROM "stage_labels" AS s WHERE s.hash IS DISTINCT FROM'
         ' (SELECT o.hash FROM "labels" AS o WHERE o.data_id = s.data_id) ORDER BY s.data_id'
         ' ON CONFLICT (data_id) DO UPDATE SET "hash" = EXCLUDED."hash",'
-        ' "data" = EXCLUDED."data", updated_at = now()'
-        " WHERE t.hash IS DISTINCT FROM EXCLUDED.hash"
+        ' "data" = EXCLUDED."data", "version" = EXCLUDED."version", updated_at = now()'
+        + VERSION_GUARD
     )
 
 
@@ -215,10 +240,24 @@ def test_merge_parses_and_rewrites_only_rows_whose_hash_changed() -> None:
 def test_rows_carry_id_hash_and_the_whole_record_as_json() -> None:
     record = normalise(DataType.ARTISTS, {"id": 7, "name": "A", "urls": ["u"]})
     [row] = sql.build_rows(sql.SPECS[DataType.ARTISTS], [record])
-    assert len(row) == 3
+    assert len(row) == 4
     assert row[:2] == ("7", record.sha256)
     assert isinstance(row[2], bytes)
     assert orjson.loads(row[2]) == record.data
+    assert row[3] is None  # no version given
+
+
+def test_rows_carry_the_dump_version() -> None:
+    record = replace(release("8", title="t", released="1999"), version="20260201")
+    [row] = sql.build_rows(sql.SPECS[DataType.RELEASES], [record])
+    assert row[3:] == ("20260201", 1999)
+
+
+@pytest.mark.parametrize("version", ["2026-02-01", "202602", "", "20260201x"])
+def test_version_that_is_not_a_dump_date_rejects_naming_the_record(version: str) -> None:
+    record = replace(release("8", title="t"), version=version)
+    with pytest.raises(BatchRejected, match=r"record 8: version .* is not YYYYMMDD"):
+        sql.build_rows(sql.SPECS[DataType.RELEASES], [record])
 
 
 @pytest.mark.parametrize(
@@ -228,16 +267,16 @@ def test_rows_carry_id_hash_and_the_whole_record_as_json() -> None:
 def test_release_year_is_derived_from_released(released: str | None, year: int | None) -> None:
     record = release(title="t", released=released)
     [row] = sql.build_rows(sql.SPECS[DataType.RELEASES], [record])
-    assert len(row) == 4
-    assert row[3] == year
+    assert len(row) == 5
+    assert row[4] == year
 
 
 @pytest.mark.parametrize(("given", "year"), [(1969, 1969), ("1969", 1969), (None, None)])
 def test_master_year_is_taken_from_year(given: object, year: int | None) -> None:
     record = normalise(DataType.MASTERS, {"id": "1", "title": "t", "year": given})
     [row] = sql.build_rows(sql.SPECS[DataType.MASTERS], [record])
-    assert len(row) == 4
-    assert row[3] == year
+    assert len(row) == 5
+    assert row[4] == year
 
 
 def test_no_records_no_rows() -> None:
@@ -366,3 +405,58 @@ def test_bugs_are_left_alone(error: psycopg.Error) -> None:
 
 def test_bulk_load_modes() -> None:
     assert frozenset({"auto", "true", "false"}) == sql.BULK_LOAD_MODES
+
+
+# --- monthly updates (tableinator.updates) ---------------------------------------------
+
+
+def test_seen_tables_are_narrow_and_safe_to_recreate() -> None:
+    statements = [text(s) for s in updates.schema_statements()]
+    assert statements == [
+        f"CREATE TABLE IF NOT EXISTS {text(spec.seen)}"
+        " (data_id text PRIMARY KEY, version text NOT NULL)"
+        for spec in sql.SPECS.values()
+    ]
+
+
+def test_added_columns_come_from_a_fixed_list() -> None:
+    assert ("releases", "version") in updates.ADDED_COLUMNS
+    assert ("tableinator_state", "file_complete_version") in updates.ADDED_COLUMNS
+    assert text(updates.add_column("releases", "version")) == (
+        'ALTER TABLE "releases" ADD COLUMN IF NOT EXISTS "version" text'
+    )
+    with pytest.raises(ValueError, match="not a known added column"):
+        updates.add_column("releases", "data")
+    assert text(updates.COLUMN_MISSING).count("%s") == 2
+
+
+def test_mark_seen_stamps_only_older_or_missing_and_never_goes_back() -> None:
+    assert text(updates.mark_seen(sql.SPECS[DataType.ARTISTS])) == (
+        'INSERT INTO "artists_seen" AS v (data_id, version) SELECT s.data_id, s.version'
+        ' FROM "stage_artists" AS s WHERE s.version > coalesce((SELECT o.version'
+        " FROM \"artists_seen\" AS o WHERE o.data_id = s.data_id), '')"
+        " ORDER BY s.data_id ON CONFLICT (data_id) DO UPDATE SET version = EXCLUDED.version"
+        " WHERE v.version < EXCLUDED.version"
+    )
+
+
+def test_file_complete_state_statements() -> None:
+    assert text(updates.READ_FILE_COMPLETE).count("%s") == 1
+    assert text(updates.SET_FILE_COMPLETE).count("%s") == 2
+    assert '"tableinator_state"' in text(updates.SET_FILE_COMPLETE)
+    assert "ON CONFLICT (data_type)" in text(updates.SET_FILE_COMPLETE)
+
+
+def test_purge_counts_and_chunk() -> None:
+    spec = sql.SPECS[DataType.LABELS]
+    assert text(updates.count_stored(spec)) == 'SELECT count(*) FROM "labels"'
+    assert text(updates.count_seen(spec)) == (
+        'SELECT count(*) FROM "labels_seen" WHERE version = %s'
+    )
+    chunk = text(updates.purge_chunk(spec))
+    for param in ("%(version)s", "%(after)s", "%(limit)s"):
+        assert chunk.count(param) == 1
+    assert "v.version >= %(version)s" in chunk  # a newer stamp is never purged
+    assert 'DELETE FROM "labels" AS t' in chunk
+    assert 'DELETE FROM "labels_seen" AS v' in chunk
+    assert "WHERE data_id > %(after)s ORDER BY data_id LIMIT %(limit)s" in chunk
