@@ -30,7 +30,11 @@ async def serve(settings: GraphinatorSettings, stop: asyncio.Event) -> int:
 
         if not await retry_until("neo4j", ready, stop=stop):
             return EXIT_OK
-        writer = Neo4jWriter(driver=driver, database=settings.neo4j_database)
+        writer = Neo4jWriter(
+            driver=driver,
+            database=settings.neo4j_database,
+            purge_veto_fraction=settings.purge_veto_fraction,
+        )
         await writer.setup()
         return await Service(name="graphinator", settings=settings, writer=writer).run(stop)
 

@@ -123,6 +123,7 @@ async def test_setup_is_idempotent(neo4j_driver: AsyncDriver) -> None:
         ("Genre", "name"),
         ("Label", "id"),
         ("Master", "id"),
+        ("PipelineState", "data_type"),
         ("Release", "id"),
         ("Style", "name"),
     ]
@@ -263,7 +264,7 @@ async def test_release_with_500_credits(neo4j_driver: AsyncDriver) -> None:
     writer = await ready_writer(neo4j_driver)
     credits = [{"id": str(1000 + i), "name": f"c{i}", "role": "Producer"} for i in range(500)]
     result = await writer.write(DataType.RELEASES, [release(1, extraartists=credits)])
-    assert result == WriteResult(written=1, unchanged=0)
+    assert result == WriteResult(written=1, unchanged=0, added=1)
     assert await rel_counts(neo4j_driver) == Counter({"CREDITED_ON": 500})
     assert await node_counts(neo4j_driver, "n.placeholder") == Counter({"Artist": 500})
 

@@ -1,16 +1,17 @@
-"""graphinator.cypher: statements are constants with parameters only; rows are built,
-deduplicated and sorted as docs/graph-model.md says. No I/O."""
+"""graphinator.cypher and graphinator.rows: statements are constants with parameters only;
+rows are built, deduplicated and sorted as docs/graph-model.md says. No I/O."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from common.records import DataType, Record, normalise
-from graphinator import cypher
-from graphinator.cypher import Statement, link_statements, node_id, node_rows
+from graphinator import cypher, rows
+from graphinator.rows import Statement, link_statements, node_id, node_rows
 
 
 def rec(data_type: DataType, ident: int | str, **fields: Any) -> Record:
@@ -31,7 +32,7 @@ def edges(statements: list[Statement], query: str) -> list[tuple[Any, ...]]:
 
 
 def plan_query(data_type: DataType, kind: str) -> str:
-    return dict(cypher._PLANS[data_type].edges)[kind]
+    return dict(cypher.PLANS[data_type].edges)[kind]
 
 
 ALL_STATEMENTS = [
@@ -39,27 +40,45 @@ ALL_STATEMENTS = [
     *cypher.MERGE_NODES.values(),
     *cypher.PLACEHOLDER.values(),
     *cypher.TAG.values(),
-    *(q for plan in cypher._PLANS.values() for q in plan.owned),
-    *(q for plan in cypher._PLANS.values() for _, q in plan.edges),
+    *(q for plan in cypher.PLANS.values() for q in plan.owned),
+    *(q for plan in cypher.PLANS.values() for _, q in plan.edges),
+    cypher.ORPHANS,
+    *(q for p in cypher.PURGE.values() for q in (p.claim, p.demote, p.delete)),
 ]
+# Whole-label statements of the purge and the pipeline state: named parameters only.
+SCAN_STATEMENTS = [
+    *(q for p in cypher.PURGE.values() for q in (p.facts, p.candidates)),
+    cypher.FILE_COMPLETE_SET,
+    cypher.FILE_COMPLETE_GET,
+]
+
+
+def _fixed_names_only(query: str) -> None:
+    assert "'" not in query.replace("'by'", "").replace("'credit'", "")
+    assert '"' not in query
+    assert not re.search(r"[{:]\s*[0-9]", query), "numbers travel as parameters"
+    labels = set(re.findall(r"\(\w*:(\w+)", query)) | set(re.findall(r"\bt:(\w+)", query))
+    assert labels <= {"Artist", "Label", "Master", "Release", "Genre", "Style", "PipelineState"}
+    rels = {r for group in re.findall(r"\[\w*:([\w|]+)", query) for r in group.split("|")}
+    allowed = {"MEMBER_OF", "ALIAS_OF", "SUBLABEL_OF", "BY", "ON", "DERIVED_FROM", "IS"}
+    assert rels <= allowed | {"CREDITED_ON"}
+
+
+@pytest.mark.parametrize("query", SCAN_STATEMENTS)
+def test_scan_statements_hold_no_values(query: str) -> None:
+    _fixed_names_only(query)
+    assert set(re.findall(r"\$(\w+)", query)) <= {"version", "data_type"}
 
 
 @pytest.mark.parametrize("query", ALL_STATEMENTS)
 def test_statements_hold_no_values_and_fixed_names_only(query: str) -> None:
-    assert "'" not in query.replace("'by'", "").replace("'credit'", "")
-    assert '"' not in query
-    assert not re.search(r"[{:]\s*[0-9]", query), "numbers travel as parameters"
-    labels = set(re.findall(r"\(\w*:(\w+)", query))
-    assert labels <= {"Artist", "Label", "Master", "Release", "Genre", "Style"}
-    rels = {r for group in re.findall(r"\[\w*:([\w|]+)", query) for r in group.split("|")}
-    allowed = {"MEMBER_OF", "ALIAS_OF", "SUBLABEL_OF", "BY", "ON", "DERIVED_FROM", "IS"}
-    assert rels <= allowed | {"CREDITED_ON"}
+    _fixed_names_only(query)
     if not query.startswith("CREATE CONSTRAINT"):
         assert query.startswith("UNWIND $rows AS row ")
 
 
 def test_constraints_are_idempotent_and_cover_every_key() -> None:
-    assert len(cypher.CONSTRAINTS) == 6
+    assert len(cypher.CONSTRAINTS) == 7
     assert all("IF NOT EXISTS" in q and "IS UNIQUE" in q for q in cypher.CONSTRAINTS)
     assert any("(n:Genre) REQUIRE n.name" in q for q in cypher.CONSTRAINTS)
 
@@ -89,13 +108,13 @@ def test_node_id(value: object, expected: int | None) -> None:
 
 
 def test_text_and_texts() -> None:
-    assert cypher.text("") is None
-    assert cypher.text(None) is None
-    assert cypher.text(False) is None
-    assert cypher.text(12) == "12"
-    assert cypher.text({"a": 1}) is None
-    assert cypher.texts(["b", "", "a", "b", None, 3]) == ["b", "a", "3"]
-    assert cypher.texts("not a list") == []
+    assert rows.text("") is None
+    assert rows.text(None) is None
+    assert rows.text(False) is None
+    assert rows.text(12) == "12"
+    assert rows.text({"a": 1}) is None
+    assert rows.texts(["b", "", "a", "b", None, 3]) == ["b", "a", "3"]
+    assert rows.texts("not a list") == []
 
 
 def test_release_node_row() -> None:
@@ -115,6 +134,7 @@ def test_release_node_row() -> None:
     assert row == {
         "id": 5,
         "hash": record.sha256,
+        "version": None,
         "props": {
             "id": 5,
             "hash": record.sha256,
@@ -146,7 +166,7 @@ def test_minimal_records_have_only_the_base_properties() -> None:
         [row] = node_rows(data_type, [rec(data_type, 3)])
         assert row["props"] == {"id": 3, "hash": row["hash"], "placeholder": False}
         assert link_statements(data_type, [rec(data_type, 3)]) == [
-            Statement(q, [{"id": 3}]) for q in cypher._PLANS[data_type].owned
+            Statement(q, [{"id": 3}], targets=True) for q in cypher.PLANS[data_type].owned
         ]
 
 
@@ -241,7 +261,7 @@ def test_release_links_dedup_and_placeholders() -> None:
 def test_statement_order_deletes_then_nodes_then_edges() -> None:
     record = rec(DataType.RELEASES, 1, artists=[{"id": "2"}], genres=["G"], master_id="3")
     queries = [s.query for s in link_statements(DataType.RELEASES, [record])]
-    owned = list(cypher._PLANS[DataType.RELEASES].owned)
+    owned = list(cypher.PLANS[DataType.RELEASES].owned)
     assert queries[: len(owned)] == owned
     assert queries[len(owned) :] == [
         cypher.PLACEHOLDER["Artist"],
@@ -269,7 +289,7 @@ def test_rows_sorted_by_target_across_records() -> None:
     )
     assert [r[1] for r in rows] == [95, 96, 97, 98, 99]
     ids = by_query(link_statements(DataType.MASTERS, records))[
-        cypher._PLANS[DataType.MASTERS].owned[0]
+        cypher.PLANS[DataType.MASTERS].owned[0]
     ]
     assert ids == [{"id": i} for i in range(1, 6)]
 
@@ -331,3 +351,28 @@ def test_raw_shape_gives_the_same_rows() -> None:
     a = link_statements(DataType.RELEASES, [normalise(DataType.RELEASES, raw)])
     b = link_statements(DataType.RELEASES, [normalise(DataType.RELEASES, flat)])
     assert a == b
+
+
+def test_node_rows_carry_the_dump_version() -> None:
+    record = rec(DataType.LABELS, 3, name="L")
+    rows = node_rows(
+        DataType.LABELS, [replace(record, version="20260101"), rec(DataType.LABELS, 2)]
+    )
+    assert [(r["id"], r["version"]) for r in rows] == [(2, None), (3, "20260101")]
+    assert "seen" not in rows[1]["props"], "seen is set by the statement, not the record"
+
+
+def test_owned_removals_return_their_former_targets() -> None:
+    for data_type, plan in cypher.PLANS.items():
+        for query in plan.owned:
+            assert query.endswith("RETURN elementId(t) AS t"), data_type
+        record = rec(data_type, 1)
+        owned = [s for s in link_statements(data_type, [record]) if s.targets]
+        assert [s.query for s in owned] == list(plan.owned)
+
+
+def test_merge_gates_on_hash_and_version_order() -> None:
+    for query in cypher.MERGE_NODES.values():
+        assert "seen <= row.version" in query
+        assert "n.hash <> row.hash" in query
+        assert query.endswith("RETURN n.id AS id, added")
