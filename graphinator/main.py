@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import structlog
-from neo4j import AsyncGraphDatabase
+from neo4j import Address, AsyncGraphDatabase
 from neo4j.exceptions import ServiceUnavailable, SessionExpired
 
 from common.service import EXIT_OK, Service, retry_until, run_main
@@ -16,9 +18,23 @@ from graphinator.writer import Neo4jWriter
 log = structlog.get_logger(__name__)
 
 
+def _resolver(seeds: list[tuple[str, int]]) -> Callable[[Address], Iterable[Address]] | None:
+    """With several hosts in NEO4J_URI, the driver discovers the cluster from any of them."""
+    if len(seeds) < 2:
+        return None
+    addresses = [Address(seed) for seed in seeds]
+
+    def resolve(_: Address) -> Iterable[Address]:
+        return addresses
+
+    return resolve
+
+
 async def serve(settings: GraphinatorSettings, stop: asyncio.Event) -> int:
     auth = (settings.neo4j_username, settings.neo4j_password.get_secret_value())
-    async with AsyncGraphDatabase.driver(settings.neo4j_uri, auth=auth) as driver:
+    resolver = _resolver(settings.neo4j_seed_hosts())
+    extra: dict[str, Any] = {"resolver": resolver} if resolver else {}
+    async with AsyncGraphDatabase.driver(settings.neo4j_seed_uri(), auth=auth, **extra) as driver:
 
         async def ready() -> bool:
             try:

@@ -29,7 +29,29 @@ class GraphinatorSettings(CommonSettings):
         scheme, sep, rest = v.partition("://")
         if not sep or scheme not in _SCHEMES or not rest:
             raise ValueError(f"must be a Neo4j URI with a scheme of {', '.join(_SCHEMES)}")
+        hosts = rest.split("/", 1)[0].split(",")
+        if len(hosts) > 1 and not scheme.startswith("neo4j"):
+            raise ValueError("several hosts need a routing scheme (neo4j://, neo4j+s://)")
+        if any(not h.strip() for h in hosts):
+            raise ValueError("has an empty host in its host list")
         return v
+
+    def neo4j_seed_uri(self) -> str:
+        """The URI the driver is given: the first host of a several-host URI."""
+        scheme, _, rest = self.neo4j_uri.partition("://")
+        hosts, slash, path = rest.partition("/")
+        return f"{scheme}://{hosts.split(',')[0].strip()}{slash}{path}"
+
+    def neo4j_seed_hosts(self) -> list[tuple[str, int]]:
+        """Every (host, port) of a several-host routing URI: the cluster's seed servers."""
+        rest = self.neo4j_uri.partition("://")[2].split("/", 1)[0]
+        seeds = []
+        for item in (part.strip() for part in rest.split(",")):
+            host, colon, port = item.rpartition(":")
+            if not colon or host.endswith(":") or item.endswith("]"):  # no port given
+                host, port = item, "7687"
+            seeds.append((host.strip("[]"), int(port)))
+        return seeds
 
     def batch(self) -> BatchConfig:
         return BatchConfig(
