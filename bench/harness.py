@@ -42,10 +42,17 @@ class Measured:
     batch_p50_ms: float | None
     batch_p99_ms: float | None
     complete: bool
+    steady_rate: float | None  # from the moment it was consuming, so start-up is left out
 
 
 async def prefill(
-    prefix: str, service: str, data_type: DataType, records: list[Record], *, batch: int | None
+    prefix: str,
+    service: str,
+    data_type: DataType,
+    records: list[Record],
+    *,
+    batch: int | None,
+    version: str = VERSION,
 ) -> None:
     """Declare ``service``'s queues, then publish ``records`` and the completion messages."""
     connection = await aio_pika.connect(AMQP_URL)
@@ -56,22 +63,22 @@ async def prefill(
         if batch:
             for i in range(0, len(records), batch):
                 await publisher.publish(
-                    data_type, batch_body(data_type, VERSION, records[i : i + batch])
+                    data_type, batch_body(data_type, version, records[i : i + batch])
                 )
         else:
             for record in records:
-                await publisher.publish(data_type, data_body(VERSION, record))
-        name = f"discogs_{VERSION}_{data_type.value}.xml.gz"
+                await publisher.publish(data_type, data_body(version, record))
+        name = f"discogs_{version}_{data_type.value}.xml.gz"
         await publisher.publish(
-            data_type, file_complete_body(data_type, name, VERSION, len(records))
+            data_type, file_complete_body(data_type, name, version, len(records))
         )
-        body = extraction_complete_body(VERSION, datetime.now(UTC), {data_type: len(records)})
+        body = extraction_complete_body(version, datetime.now(UTC), {data_type: len(records)})
         await publisher.publish(data_type, body)
         await publisher.flush()
 
 
-def records_for(data_type: DataType, n: int, seed: int = 1) -> list[Record]:
-    return list(generate(data_type, n, seed=seed))
+def records_for(data_type: DataType, n: int, seed: int = 1, first_id: int = 1) -> list[Record]:
+    return list(generate(data_type, n, seed=seed, first_id=first_id, id_space=n))
 
 
 def _health(port: int) -> dict[str, object] | None:
@@ -101,6 +108,18 @@ def _batch_latencies(log: Path) -> list[float]:
             except (ValueError, KeyError):
                 continue
     return sorted(out)
+
+
+def _consuming_at(log: Path) -> float | None:
+    """Wall-clock time of the consumer's ``consuming`` event (start-up done)."""
+    for line in log.read_text(errors="replace").splitlines():
+        if '"consuming"' in line:
+            try:
+                stamp = json.loads(line)["timestamp"].replace("Z", "+00:00")
+            except (ValueError, KeyError):
+                return None
+            return datetime.fromisoformat(stamp).timestamp()
+    return None
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -136,6 +155,7 @@ def run_consumer(
                     break
             time.sleep(0.1)
         seconds = time.monotonic() - started
+        finished_wall = time.time()
         rss = _peak_rss_mb(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -144,6 +164,11 @@ def run_consumer(
         except subprocess.TimeoutExpired:
             proc.kill()
     latencies = _batch_latencies(log)
+    consuming = _consuming_at(log)
+    done_records = expected if done else committed
+    steady = None
+    if consuming is not None and finished_wall > consuming:
+        steady = round(done_records / (finished_wall - consuming), 1)
     return Measured(
         records=expected if done else committed,
         seconds=round(seconds, 2),
@@ -152,6 +177,7 @@ def run_consumer(
         batch_p50_ms=_pct(latencies, 0.5),
         batch_p99_ms=_pct(latencies, 0.99),
         complete=done,
+        steady_rate=steady,
     )
 
 
@@ -162,6 +188,12 @@ def service_command(service: str, *, baseline: bool = False) -> list[str]:
 
 
 def prefill_sync(
-    prefix: str, service: str, data_type: DataType, records: list[Record], batch: int | None
+    prefix: str,
+    service: str,
+    data_type: DataType,
+    records: list[Record],
+    *,
+    batch: int | None,
+    version: str = VERSION,
 ) -> None:
-    asyncio.run(prefill(prefix, service, data_type, records, batch=batch))
+    asyncio.run(prefill(prefix, service, data_type, records, batch=batch, version=version))

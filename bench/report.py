@@ -24,7 +24,7 @@ def _r(value: float | None, digits: int = 0) -> str:
 
 def tables(report: dict[str, Any]) -> str:
     rows = [
-        "| consumer | type | N | ceiling rec/s | ours, batch msgs | ours, single msgs | "
+        "| consumer | type | N | ceiling rec/s | ours, batch msgs (steady) | ours, single msgs | "
         "baseline | batch / ceiling | single / ceiling | batch / baseline | peak RSS MB | "
         "batch p50 / p99 ms |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -33,7 +33,8 @@ def tables(report: dict[str, Any]) -> str:
         b, s, base = r["batch"], r["single"], r["baseline"]
         rows.append(
             f"| {r['consumer']} | {r['data_type']} | {r['n']:,} | {_r(r['ceiling_rate'])} | "
-            f"{_r(b['rate'])} | {_r(s['rate'])} | {_r(base['rate'], 1)} | "
+            f"{_r(b['rate'])} ({_r(b.get('steady_rate'))}) | {_r(s['rate'])} | "
+            f"{_r(base['rate'], 1)} | "
             f"{_r(r['batch_vs_ceiling'], 2)} | {_r(r['single_vs_ceiling'], 2)} | "
             f"{_r(r['batch_vs_baseline'])}x | {_r(b['peak_rss_mb'])} | "
             f"{_r(b['batch_p50_ms'])} / {_r(b['batch_p99_ms'])} |"

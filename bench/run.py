@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import platform
@@ -24,13 +25,16 @@ from typing import Any
 import aio_pika
 
 from bench import harness, stores
+from bench.report import tables as report_tables
 from common.amqp import Names
-from common.records import DataType, Record
+from common.records import DataType, Record, canonical_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOGS = RESULTS / "logs"
 CONSUMERS = ("tableinator", "graphinator")
 PORT = 18500
+# Small records need more of them for start-up to stop mattering.
+_SCALE = {"artists": 4, "labels": 4}
 
 
 @contextmanager
@@ -81,7 +85,7 @@ def run_case(
         }
     with ExitStack() as stack:
         env |= stack.enter_context(store_for(consumer))
-        harness.prefill_sync(prefix, consumer, data_type, records, batch)
+        harness.prefill_sync(prefix, consumer, data_type, records, batch=batch)
         try:
             measured = harness.run_consumer(
                 harness.service_command(consumer, baseline=baseline),
@@ -131,44 +135,66 @@ def bench_type(consumer: str, data_type: DataType, n: int, baseline_s: float) ->
     }
 
 
-def bench_growth(consumer: str, n: int, base_rate: float) -> dict[str, Any]:
-    out: dict[str, Any] = {"consumer": consumer, "data_type": "releases", "rate_n": base_rate}
-    for factor in (4, 16):
+def bench_growth(consumer: str, n: int) -> dict[str, Any]:
+    """Steady rates (start-up left out) at n, 4n and 16n releases, each on a fresh store."""
+    out: dict[str, Any] = {"consumer": consumer, "data_type": "releases", "n": n}
+    for factor in (1, 4, 16):
         records = harness.records_for(DataType.RELEASES, n * factor, seed=factor)
         result = run_case(consumer, DataType.RELEASES, records, batch=500)
-        out[f"rate_{factor}n"] = result["rate"]
-        out[f"ratio_{factor}n"] = round(result["rate"] / base_rate, 3) if base_rate else None
+        out[f"rate_{factor}n" if factor > 1 else "rate_n"] = result["steady_rate"]
+    for factor in (4, 16):
+        base, grown = out["rate_n"], out[f"rate_{factor}n"]
+        out[f"ratio_{factor}n"] = round(grown / base, 3) if base and grown else None
     return out
 
 
-def table(report: dict[str, Any]) -> str:
-    head = (
-        f"{'consumer':<12}{'type':<10}{'N':>7}{'ceiling':>10}{'batch':>9}{'single':>9}"
-        f"{'baseline':>10}{'b/ceil':>8}{'s/ceil':>8}{'b/base':>9}{'rss MB':>8}{'p50':>7}{'p99':>7}"
-    )
-    lines = [head, "-" * len(head)]
-    for r in report["results"]:
-        lines.append(
-            f"{r['consumer']:<12}{r['data_type']:<10}{r['n']:>7}{r['ceiling_rate']:>10,.0f}"
-            f"{r['batch']['rate']:>9,.0f}{r['single']['rate']:>9,.0f}{r['baseline']['rate']:>10,.1f}"
-            f"{r['batch_vs_ceiling'] or 0:>8.2f}{r['single_vs_ceiling'] or 0:>8.2f}"
-            f"{r['batch_vs_baseline'] or 0:>9,.0f}{r['batch']['peak_rss_mb']:>8}"
-            f"{r['batch']['batch_p50_ms'] or 0:>7}{r['batch']['batch_p99_ms'] or 0:>7}"
-        )
-    for g in report.get("growth", []):
-        lines.append(
-            f"growth {g['consumer']}: N {g['rate_n']:,.0f}/s, 4N {g['rate_4n']:,.0f}/s "
-            f"({g['ratio_4n']}), 16N {g['rate_16n']:,.0f}/s ({g['ratio_16n']})"
-        )
-    return "\n".join(lines)
+def _delta(records: list[Record], n_new_from: int) -> list[Record]:
+    """The next month: 1% removed, 1% changed, 1% added."""
+    k = max(len(records) // 100, 1)
+    kept = records[k:]
+    changed = []
+    for r in kept[:k]:
+        data = {**r.data, "title": f"{r.data.get('title', '')} (remastered)"}
+        changed.append(Record(r.id, hashlib.sha256(canonical_json(data)).hexdigest(), data))
+    added = harness.records_for(DataType.RELEASES, k, seed=99, first_id=n_new_from)
+    return changed + kept[k:] + added
+
+
+def bench_updates(consumer: str, n: int) -> dict[str, Any]:
+    """First load, the same data as next month's dump, then a 1%/1%/1% delta."""
+    base = harness.records_for(DataType.RELEASES, n)
+    months = [("20260101", base), ("20260201", base), ("20260301", _delta(base, n + 1))]
+    out: dict[str, Any] = {"consumer": consumer, "n": n}
+    with store_for(consumer) as env:
+        for key, (version, records) in zip(("first_s", "again_s", "delta_s"), months, strict=True):
+            prefix = f"bench-{uuid.uuid4().hex[:8]}"
+            harness.prefill_sync(
+                prefix, consumer, DataType.RELEASES, records, batch=500, version=version
+            )
+            try:
+                measured = harness.run_consumer(
+                    harness.service_command(consumer),
+                    {**env, "DISCOGS_EXCHANGE_PREFIX": prefix},
+                    DataType.RELEASES,
+                    len(records),
+                    log=LOGS / f"{consumer}-update-{version}.log",
+                    port=PORT,
+                    limit_s=1800,
+                )
+            finally:
+                asyncio.run(_delete_queues(prefix, consumer))
+            out[key] = measured.seconds
+    print(f"  {consumer} updates: {out}", flush=True)
+    return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", "5000")))
+    parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", "20000")))
     parser.add_argument("--types", default="releases,artists")
     parser.add_argument("--consumers", default=",".join(CONSUMERS))
     parser.add_argument("--no-growth", action="store_true")
+    parser.add_argument("--no-updates", action="store_true")
     parser.add_argument("--baseline-seconds", type=float, default=20.0)
     args = parser.parse_args()
     LOGS.mkdir(parents=True, exist_ok=True)
@@ -181,27 +207,24 @@ def main() -> int:
         },
         "results": [],
         "growth": [],
+        "updates": [],
     }
     for consumer in args.consumers.split(","):
         for name in args.types.split(","):
             print(f"{consumer} / {name}", flush=True)
-            report["results"].append(
-                bench_type(consumer, DataType(name), args.n, args.baseline_seconds)
-            )
-        if not args.no_growth and "releases" in args.types:
-            rel = next(
-                r
-                for r in report["results"]
-                if r["consumer"] == consumer and r["data_type"] == "releases"
-            )
-            report["growth"].append(bench_growth(consumer, args.n, rel["batch"]["rate"]))
+            n = args.n * _SCALE.get(name, 1)
+            report["results"].append(bench_type(consumer, DataType(name), n, args.baseline_seconds))
+        if not args.no_growth:
+            report["growth"].append(bench_growth(consumer, max(args.n // 4, 500)))
+        if not args.no_updates:
+            report["updates"].append(bench_updates(consumer, args.n))
     report["seconds"] = round(time.monotonic() - started, 1)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = RESULTS / f"bench-{stamp}.json"
     out.write_text(json.dumps(report, indent=2))
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
-    print("\n" + table(report))
+    print("\n" + report_tables(report))
     print(f"\nwritten {out} in {report['seconds']}s")
     return 0
 
