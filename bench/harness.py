@@ -197,3 +197,53 @@ def prefill_sync(
     version: str = VERSION,
 ) -> None:
     asyncio.run(prefill(prefix, service, data_type, records, batch=batch, version=version))
+
+
+def run_replicas(
+    command: list[str],
+    env: dict[str, str],
+    data_type: DataType,
+    expected: int,
+    *,
+    replicas: int,
+    logs: Path,
+    first_port: int,
+    limit_s: float,
+) -> dict[str, float | int]:
+    """Start ``replicas`` copies on the same queues; time until they committed ``expected``."""
+    started = time.monotonic()
+    procs = []
+    for i in range(replicas):
+        full_env = {**os.environ, **env, "HEALTH_PORT": str(first_port + i), "LOG_FORMAT": "json"}
+        with (logs / f"replica-{i}.log").open("wb") as out:
+            procs.append(
+                subprocess.Popen(command, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+            )
+    committed = 0
+    try:
+        while time.monotonic() - started < limit_s and committed < expected:
+            counts = []
+            for i in range(replicas):
+                h = _health(first_port + i)
+                stats = h["types"][data_type.value] if h else {}  # type: ignore[index]
+                counts.append(stats.get("written", 0) + stats.get("unchanged", 0))
+            committed = sum(counts)
+            time.sleep(0.1)
+        seconds = time.monotonic() - started
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=60)
+    retries = sum(
+        line.count('"write retry"') + line.count("graph_write_retry")
+        for i in range(replicas)
+        for line in (logs / f"replica-{i}.log").read_text(errors="replace").splitlines()
+    )
+    return {
+        "replicas": replicas,
+        "records": committed,
+        "seconds": round(seconds, 2),
+        "rate": round(committed / seconds, 1),
+        "retries": retries,
+    }

@@ -58,6 +58,18 @@ def tables(report: dict[str, Any]) -> str:
         ]
         for u in report["updates"]:
             rows.append(f"| {u['consumer']} | {u['first_s']} | {u['again_s']} | {u['delta_s']} |")
+    if report.get("replicas"):
+        rows += [
+            "",
+            "| consumer | N | 1 replica rec/s (retries) | 2 replicas rec/s (retries) |",
+            "|---|---:|---:|---:|",
+        ]
+        for r in report["replicas"]:
+            one, two = r["x1"], r["x2"]
+            rows.append(
+                f"| {r['consumer']} | {r['n']:,} | {_r(one['rate'])} ({one['retries']}) | "
+                f"{_r(two['rate'])} ({two['retries']}) |"
+            )
     machine = report.get("machine", {})
     rows += [
         "",

@@ -148,6 +148,33 @@ def bench_growth(consumer: str, n: int) -> dict[str, Any]:
     return out
 
 
+def bench_replicas(consumer: str, n: int) -> dict[str, Any]:
+    """One against two replicas on the same pre-filled queue (releases, batch messages)."""
+    records = harness.records_for(DataType.RELEASES, n, seed=5)
+    out: dict[str, Any] = {"consumer": consumer, "n": n}
+    for count in (1, 2):
+        prefix = f"bench-{uuid.uuid4().hex[:8]}"
+        with store_for(consumer) as env:
+            harness.prefill_sync(prefix, consumer, DataType.RELEASES, records, batch=500)
+            logs = LOGS / f"{consumer}-replicas-{count}"
+            logs.mkdir(parents=True, exist_ok=True)
+            try:
+                out[f"x{count}"] = harness.run_replicas(
+                    harness.service_command(consumer),
+                    {**env, "DISCOGS_EXCHANGE_PREFIX": prefix},
+                    DataType.RELEASES,
+                    n,
+                    replicas=count,
+                    logs=logs,
+                    first_port=PORT + 10,
+                    limit_s=1800,
+                )
+            finally:
+                asyncio.run(_delete_queues(prefix, consumer))
+    print(f"  {consumer} replicas: {out}", flush=True)
+    return out
+
+
 def _delta(records: list[Record], n_new_from: int) -> list[Record]:
     """The next month: 1% removed, 1% changed, 1% added."""
     k = max(len(records) // 100, 1)
@@ -195,6 +222,7 @@ def main() -> int:
     parser.add_argument("--consumers", default=",".join(CONSUMERS))
     parser.add_argument("--no-growth", action="store_true")
     parser.add_argument("--no-updates", action="store_true")
+    parser.add_argument("--no-replicas", action="store_true")
     parser.add_argument("--baseline-seconds", type=float, default=20.0)
     args = parser.parse_args()
     LOGS.mkdir(parents=True, exist_ok=True)
@@ -208,6 +236,7 @@ def main() -> int:
         "results": [],
         "growth": [],
         "updates": [],
+        "replicas": [],
     }
     for consumer in args.consumers.split(","):
         for name in args.types.split(","):
@@ -216,6 +245,8 @@ def main() -> int:
             report["results"].append(bench_type(consumer, DataType(name), n, args.baseline_seconds))
         if not args.no_growth:
             report["growth"].append(bench_growth(consumer, max(args.n // 4, 500)))
+        if not args.no_replicas:
+            report["replicas"].append(bench_replicas(consumer, max(args.n // 2, 500)))
         if not args.no_updates:
             report["updates"].append(bench_updates(consumer, args.n))
     report["seconds"] = round(time.monotonic() - started, 1)
