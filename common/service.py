@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
@@ -29,13 +29,15 @@ from common.health import HealthServer
 from common.logging import configure_logging
 from common.metrics import Metrics
 from common.records import DataType
-from common.settings import CommonSettings, S, SettingsError, load
+from common.settings import CommonSettings, SettingsError, load
 from common.sink import Writer
 
 log = structlog.get_logger(__name__)
 
 # With batch messages, at least this many are prefetched so the next batch is always near.
 _MIN_BATCH_PREFETCH = 4
+
+S = TypeVar("S", bound=CommonSettings)
 
 EXIT_OK = 0
 EXIT_FAILED = 1

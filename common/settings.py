@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["json", "console", "auto"]
 _MAX_PREFETCH = 65535  # AMQP's basic.qos prefetch-count is 16 bits
 _SECRET_FILES = ("AMQP_URL", "NEO4J_PASSWORD", "POSTGRES_DSN", "POSTGRES_PASSWORD")
 
@@ -50,25 +51,15 @@ def redact_url(url: str) -> str:
     return ",".join(_CREDENTIALS.sub(r"\g<head>:***@\g<tail>", part) for part in url.split(","))
 
 
-class CommonSettings(BaseSettings):
-    """Settings every consumer shares."""
+class BrokerSettings(BaseSettings):
+    """What every program on the broker shares (the consumers and the extractor)."""
 
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True)
-    # Prefix of the service's batch tuning variables (NEO4J, POSTGRES), for error messages.
-    batch_env_prefix: ClassVar[str] = ""
 
     amqp_url: SecretStr = SecretStr("amqp://discogs:discogs@127.0.0.1:5672/")
     discogs_exchange_prefix: str = Field("discogs", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
-    amqp_prefetch: int | None = Field(None, gt=0, le=65535)
-    amqp_delivery_limit: int = Field(20, gt=0)
-    amqp_max_message_bytes: int = Field(64 * 1024 * 1024, gt=0)
     log_level: LogLevel = "INFO"
-    log_format: Literal["json", "console", "auto"] = "auto"
-    health_port: int = Field(8000, ge=0, le=65535)
-    shutdown_timeout: float = Field(30.0, gt=0)
-    # Monthly updates: refuse to purge when more than this share of the stored records of a
-    # type would be deleted (a truncated or wrong dump).
-    purge_veto_fraction: float = Field(0.10, ge=0, le=1)
+    log_format: LogFormat = "auto"
 
     @model_validator(mode="before")
     @classmethod
@@ -103,6 +94,26 @@ class CommonSettings(BaseSettings):
                 raise ValueError("must be amqp://user:pass@host:port/vhost or amqps://...")
         return v
 
+    def amqp_urls(self) -> list[str]:
+        """Every broker URL (a comma-separated list names the nodes of a cluster)."""
+        return [u.strip() for u in self.amqp_url.get_secret_value().split(",") if u.strip()]
+
+
+class CommonSettings(BrokerSettings):
+    """Settings every consumer shares."""
+
+    # Prefix of the service's batch tuning variables (NEO4J, POSTGRES), for error messages.
+    batch_env_prefix: ClassVar[str] = ""
+
+    amqp_prefetch: int | None = Field(None, gt=0, le=65535)
+    amqp_delivery_limit: int = Field(20, gt=0)
+    amqp_max_message_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    health_port: int = Field(8000, ge=0, le=65535)
+    shutdown_timeout: float = Field(30.0, gt=0)
+    # Monthly updates: refuse to purge when more than this share of the stored records of a
+    # type would be deleted (a truncated or wrong dump).
+    purge_veto_fraction: float = Field(0.10, ge=0, le=1)
+
     @model_validator(mode="after")
     def _pending_holds_a_batch(self) -> Self:
         if type(self).batch is not CommonSettings.batch:
@@ -114,10 +125,6 @@ class CommonSettings(BaseSettings):
                     f"{p}_BATCH_SIZE ({cfg.batch_size})"
                 )
         return self
-
-    def amqp_urls(self) -> list[str]:
-        """Every broker URL (a comma-separated list names the nodes of a cluster)."""
-        return [u.strip() for u in self.amqp_url.get_secret_value().split(",") if u.strip()]
 
     def batch(self) -> BatchConfig:  # pragma: no cover - overridden by each service
         raise NotImplementedError
@@ -136,7 +143,7 @@ class CommonSettings(BaseSettings):
         return None
 
 
-S = TypeVar("S", bound=CommonSettings)
+S = TypeVar("S", bound=BrokerSettings)
 
 
 def load(cls: type[S]) -> S:
