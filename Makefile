@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install services services-down test test-unit lint format run bench clean
+.PHONY: install services services-down test test-unit test-faults lint format run bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ format: $(STAMP)
 
 test: services
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Fault and bad-input suite (tests/faults): restarts the servers, takes several minutes.
+test-faults: services
+	RUN_FAULTS=1 $(BIN)/pytest tests/faults $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import orjson
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
-from common.amqp import AmqpDelivery
+from common.amqp import SETTLE_ERRORS, AmqpDelivery
 from common.batching import BatchProcessor, Rejection
 from common.messages import (
     DataMessage,
@@ -20,9 +23,12 @@ from common.messages import (
 )
 from common.metrics import Metrics
 from common.records import DataType
-from common.sink import Writer
+from common.sink import TransientWriteError, Writer
 
 log = structlog.get_logger(__name__)
+
+_T = TypeVar("_T")
+_MAX_BACKOFF = 30.0
 
 
 class MessageHandler:
@@ -93,7 +99,7 @@ class MessageHandler:
 
     async def _file_complete(self, msg: FileComplete, delivery: AmqpDelivery) -> None:
         await self._processor.drain(msg.data_type)
-        await self._writer.file_complete(msg)
+        await self._retry("file_complete", msg.data_type, lambda: self._writer.file_complete(msg))
         await delivery.settle([])
         stats = self._metrics.types[msg.data_type]
         started = self._file_started.get(msg.data_type)
@@ -118,8 +124,14 @@ class MessageHandler:
         self, data_type: DataType, msg: ExtractionComplete, delivery: AmqpDelivery
     ) -> None:
         await self._processor.drain(data_type)
-        depth = await self._dead_letter_depth(data_type)
-        deleted = await self._writer.extraction_complete(data_type, msg, dead_letters=depth)
+        depth = await self._retry(
+            "dead-letter depth", data_type, lambda: self._dead_letter_depth(data_type)
+        )
+        deleted = await self._retry(
+            "extraction_complete",
+            data_type,
+            lambda: self._writer.extraction_complete(data_type, msg, dead_letters=depth),
+        )
         await delivery.settle([])
         stats = self._metrics.types[data_type]
         stats.extraction_complete = msg.version or "unknown"
@@ -137,6 +149,28 @@ class MessageHandler:
             dead_lettered=stats.dead_lettered,
             duration_s=round(time.monotonic() - started, 1) if started is not None else None,
         )
+
+    async def _retry(self, step: str, data_type: DataType, call: Callable[[], Awaitable[_T]]) -> _T:
+        """Completion work, retried with backoff while the database or the broker channel
+        is unavailable (the robust connection restores it): an outage must neither stop
+        the consumer nor dead-letter the completion message."""
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except (TransientWriteError, *SETTLE_ERRORS) as e:
+                attempt += 1
+                delay = min(_MAX_BACKOFF, 0.2 * 2**attempt) * (0.5 + random.random() / 2)  # noqa: S311
+                log.warning(
+                    "completion retry",
+                    service=self._service,
+                    data_type=data_type.value,
+                    step=step,
+                    attempt=attempt,
+                    delay_s=round(delay, 2),
+                    error=str(e) or repr(e),
+                )
+                await asyncio.sleep(delay)
 
 
 def _encode(obj: object) -> bytes | None:
