@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ from aio_pika.abc import (
 
 from common.batching import Rejection
 from common.records import DataType
+from common.retry import backoff_delay
 from common.settings import redact_url
 
 log = structlog.get_logger(__name__)
@@ -77,7 +77,7 @@ async def connect(urls: Sequence[str], *, stop: asyncio.Event) -> AbstractRobust
             except (aio_pika.exceptions.AMQPConnectionError, OSError, TimeoutError) as e:
                 log.warning("amqp connect failed", url=redact_url(url), error=str(e))
         attempt += 1
-        delay = min(30.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2)  # noqa: S311
+        delay = backoff_delay(attempt, base=0.5)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=delay)
     return None

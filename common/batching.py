@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import functools
 import math
-import random
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,12 +31,13 @@ import structlog
 
 from common.metrics import Metrics
 from common.records import DataType, Record
+from common.retry import MAX_BACKOFF, backoff_delay
 from common.settings import BatchConfig
 from common.sink import BatchRejected, TransientWriteError, Writer, WriteResult
 
 log = structlog.get_logger(__name__)
 
-_MAX_BACKOFF = 30.0
+_MAX_BACKOFF = MAX_BACKOFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,7 +303,7 @@ class BatchProcessor:
                 result = await self._writer.write(data_type, records)
             except TransientWriteError as e:
                 attempt += 1
-                delay = min(_MAX_BACKOFF, 0.2 * 2**attempt) * (0.5 + random.random() / 2)  # noqa: S311
+                delay = backoff_delay(attempt, cap=_MAX_BACKOFF)
                 self._metrics.record_retry(data_type)
                 log.warning(
                     "write retry",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -23,12 +22,13 @@ from common.messages import (
 )
 from common.metrics import Metrics
 from common.records import DataType
+from common.retry import MAX_BACKOFF, backoff_delay
 from common.sink import TransientWriteError, Writer
 
 log = structlog.get_logger(__name__)
 
 _T = TypeVar("_T")
-_MAX_BACKOFF = 30.0
+_MAX_BACKOFF = MAX_BACKOFF
 
 
 class MessageHandler:
@@ -160,7 +160,7 @@ class MessageHandler:
                 return await call()
             except (TransientWriteError, *SETTLE_ERRORS) as e:
                 attempt += 1
-                delay = min(_MAX_BACKOFF, 0.2 * 2**attempt) * (0.5 + random.random() / 2)  # noqa: S311
+                delay = backoff_delay(attempt, cap=_MAX_BACKOFF)
                 log.warning(
                     "completion retry",
                     service=self._service,

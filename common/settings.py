@@ -107,7 +107,7 @@ class CommonSettings(BrokerSettings):
 
     amqp_prefetch: int | None = Field(None, gt=0, le=65535)
     amqp_delivery_limit: int = Field(20, gt=0)
-    amqp_max_message_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    amqp_max_message_bytes: int = Field(16 * 1024 * 1024, gt=0)
     health_port: int = Field(8000, ge=0, le=65535)
     shutdown_timeout: float = Field(30.0, gt=0)
     # Monthly updates: refuse to purge when more than this share of the stored records of a

@@ -63,7 +63,7 @@ def test_common_defaults(cls: type[CommonSettings]) -> None:
     assert s.discogs_exchange_prefix  # see the report: should it be discogsography-discogs?
     assert s.amqp_prefetch is None
     assert s.amqp_delivery_limit == 20
-    assert s.amqp_max_message_bytes == 64 * 1024 * 1024
+    assert s.amqp_max_message_bytes == 16 * 1024 * 1024
     assert s.log_level == "INFO"
     assert s.log_format == "auto"
     assert s.shutdown_timeout == 30.0
