@@ -265,7 +265,9 @@ async def test_batch_messages_lower_the_prefetch_and_all_records_load(
         for b in range(8)
     ]
     async with start_service(writer) as running:
-        assert running.service.prefetch[DataType.ARTISTS] == 10  # twice the batch size
+        prefetch = running.service.prefetch
+        await eventually(lambda: DataType.ARTISTS in prefetch, what="consumer set up")
+        assert prefetch[DataType.ARTISTS] == 10  # twice the batch size
         await publish(amqp_connection, exchange_prefix, DataType.ARTISTS, *batches)
         await eventually(lambda: writer.count(DataType.ARTISTS) == 400, what="all records")
         assert running.service.prefetch[DataType.ARTISTS] == 4
