@@ -55,7 +55,7 @@ class MessageHandler:
         self._file_started: dict[DataType, float] = {}
 
     async def handle(self, data_type: DataType, message: AbstractIncomingMessage) -> int:
-        """Process one delivery; returns how many records it carried (1 for the others)."""
+        """Process one delivery; returns how many records a data message carried, else 0."""
         delivery = AmqpDelivery(message, dlx=self._dlx, data_type=data_type)
         try:
             decoded = decode(data_type, message.body, max_bytes=self._max_bytes)
@@ -71,7 +71,7 @@ class MessageHandler:
             await delivery.settle([Rejection(str(e))])
             self._metrics.record_settled(data_type, 1)
             self._metrics.record_dead_letter(data_type)
-            return 1
+            return 0
         if isinstance(decoded, DataMessage):
             await self._data(decoded, delivery)
             return max(len(decoded.records) + len(decoded.rejected), 1)
@@ -79,7 +79,7 @@ class MessageHandler:
             await self._file_complete(decoded, delivery)
         else:
             await self._extraction_complete(data_type, decoded, delivery)
-        return 1
+        return 0
 
     async def _data(self, msg: DataMessage, delivery: AmqpDelivery) -> None:
         self._file_started.setdefault(msg.data_type, time.monotonic())

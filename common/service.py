@@ -135,24 +135,25 @@ class Service:
     ) -> None:
         """Consume one type's queue on a channel of its own, so its prefetch is its own.
 
-        The default prefetch (twice the batch size) fits one-record messages. When the
-        producer sends batch messages, that many messages would hold far more records than
-        ``max_pending``, so the prefetch is lowered to what keeps two batches flowing and
-        the queue is consumed again with it.
+        The prefetch is sized to the messages seen: twice the batch size for one-record
+        messages (so a batch can fill), a few messages when the producer sends batch
+        messages (so buffered messages never hold far more records than ``max_pending``).
+        It starts small, since a large window of batch messages is hundreds of megabytes,
+        and the queue is consumed again whenever the messages call for another size.
         """
         channel = await connection.channel()
         queue = await channel.get_queue(self.names.queue(data_type))
-        prefetch = self._settings.prefetch()
+        prefetch = self._settings.amqp_prefetch or _MIN_BATCH_PREFETCH
         while True:
             await channel.set_qos(prefetch_count=prefetch)
             self.prefetch[data_type] = prefetch
             async with queue.iterator() as messages:
                 async for message in messages:
                     carried = await handler.handle(data_type, message)
-                    wanted = self._prefetch_for(carried)
-                    if wanted < prefetch:
+                    wanted = self._prefetch_for(carried) if carried else prefetch
+                    if wanted != prefetch:
                         log.info(
-                            "prefetch lowered for batch messages",
+                            "prefetch resized",
                             data_type=data_type.value,
                             records_per_message=carried,
                             prefetch=wanted,

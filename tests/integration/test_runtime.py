@@ -248,7 +248,7 @@ def _get(url: str) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
-async def test_batch_messages_lower_the_prefetch_and_all_records_load(
+async def test_prefetch_follows_the_message_size_and_all_records_load(
     start_service: StartService,
     amqp_connection: aio_pika.abc.AbstractConnection,
     exchange_prefix: str,
@@ -267,7 +267,10 @@ async def test_batch_messages_lower_the_prefetch_and_all_records_load(
     async with start_service(writer) as running:
         prefetch = running.service.prefetch
         await eventually(lambda: DataType.ARTISTS in prefetch, what="consumer set up")
-        assert prefetch[DataType.ARTISTS] == 10  # twice the batch size
+        assert prefetch[DataType.ARTISTS] == 4  # small until the messages are seen
         await publish(amqp_connection, exchange_prefix, DataType.ARTISTS, *batches)
         await eventually(lambda: writer.count(DataType.ARTISTS) == 400, what="all records")
-        assert running.service.prefetch[DataType.ARTISTS] == 4
+        assert prefetch[DataType.ARTISTS] == 4
+        await publish(amqp_connection, exchange_prefix, DataType.ARTISTS, artist(1000))
+        await eventually(lambda: prefetch[DataType.ARTISTS] == 10, what="one-record window")
+        await eventually(lambda: writer.count(DataType.ARTISTS) == 401, what="the single")
