@@ -43,6 +43,7 @@ class Measured:
     batch_p99_ms: float | None
     complete: bool
     steady_rate: float | None  # from the moment it was consuming, so start-up is left out
+    cpu_share: float  # consumer CPU seconds / wall seconds (1.0 = one core busy throughout)
 
 
 async def prefill(
@@ -97,6 +98,15 @@ def _peak_rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _batch_latencies(log: Path) -> list[float]:
@@ -157,6 +167,7 @@ def run_consumer(
         seconds = time.monotonic() - started
         finished_wall = time.time()
         rss = _peak_rss_mb(proc.pid)
+        cpu = _cpu_seconds(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -178,6 +189,7 @@ def run_consumer(
         batch_p99_ms=_pct(latencies, 0.99),
         complete=done,
         steady_rate=steady,
+        cpu_share=round(cpu / seconds, 2) if seconds else 0.0,
     )
 
 

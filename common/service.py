@@ -36,6 +36,7 @@ log = structlog.get_logger(__name__)
 
 # With batch messages, at least this many are prefetched so the next batch is always near.
 _MIN_BATCH_PREFETCH = 4
+_SWITCH_INTERVAL_S = 0.0005
 
 S = TypeVar("S", bound=CommonSettings)
 
@@ -258,6 +259,9 @@ def run_main(
         sys.stderr.write(f"{name}: {e}\n")
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    # Batch messages are decoded on a worker thread; a short switch interval hands the
+    # interpreter back to the event loop often, so database round trips are not held up.
+    sys.setswitchinterval(_SWITCH_INTERVAL_S)
     if warning := settings.prefetch_warning():
         log.warning("prefetch below batch size", detail=warning)
     log.info("starting", service=name, prefetch=settings.prefetch(), **asdict(settings.batch()))
