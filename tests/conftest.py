@@ -72,10 +72,12 @@ async def neo4j_driver() -> AsyncIterator[AsyncDriver]:
 async def clear_graph(driver: AsyncDriver) -> None:
     """Delete every node, relationship, constraint and index (in chunks: no huge tx)."""
     async with driver.session() as session:  # CALL IN TRANSACTIONS needs an implicit tx
-        result = await session.run(
-            "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
-        )
-        await result.consume()
+        for statement in (  # edges first: a big Genre node's edges overflow one transaction
+            "MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 10000 ROWS",
+            "MATCH (n) CALL (n) { DELETE n } IN TRANSACTIONS OF 10000 ROWS",
+        ):
+            result = await session.run(statement)
+            await result.consume()
     records, _, _ = await driver.execute_query("SHOW CONSTRAINTS YIELD name")
     for rec in records:
         await driver.execute_query(f"DROP CONSTRAINT `{rec['name']}` IF EXISTS")
