@@ -42,13 +42,13 @@ def tables(report: dict[str, Any]) -> str:
     if report.get("growth"):
         rows += [
             "",
-            "| consumer | rate at N | at 4N (ratio) | at 16N (ratio) |",
-            "|---|---:|---:|---:|",
+            "| consumer | N (releases) | steady rec/s at N | at 4N (ratio) | at 16N (ratio) |",
+            "|---|---:|---:|---:|---:|",
         ]
         for g in report["growth"]:
             rows.append(
-                f"| {g['consumer']} | {_r(g['rate_n'])} | {_r(g['rate_4n'])} ({g['ratio_4n']}) | "
-                f"{_r(g['rate_16n'])} ({g['ratio_16n']}) |"
+                f"| {g['consumer']} | {g.get('n', 0):,} | {_r(g['rate_n'])} | "
+                f"{_r(g['rate_4n'])} ({g['ratio_4n']}) | {_r(g['rate_16n'])} ({g['ratio_16n']}) |"
             )
     if report.get("updates"):
         rows += [
