@@ -21,6 +21,7 @@ from common.records import DataType, Record, normalise
 from common.sink import TransientWriteError
 from extractor.xmlparse import DumpFile, iter_records
 from tableinator.writer import PostgresWriter
+from tests.integration.test_tableinator_writer import wait_for_lock_waiter
 
 pytestmark = pytest.mark.integration
 
@@ -200,20 +201,6 @@ async def test_veto_fraction_is_configurable(pool: AsyncConnectionPool[Any]) -> 
     await load(writer, feb)
     assert await complete(writer, FEB) == 150
     assert_equals_version(await rows_of(pool, RELEASES), feb)
-
-
-async def wait_for_lock_waiter(admin: psycopg.AsyncConnection[Any], deadline: float) -> int:
-    """The pid of the other backend of this database waiting on a lock."""
-    while True:
-        cur = await admin.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-        )
-        row = await cur.fetchone()
-        if row is not None:
-            return int(row[0])
-        assert time.monotonic() < deadline, "the purge never blocked on the lock"
-        await asyncio.sleep(0.02)
 
 
 async def test_crash_mid_purge_then_restart_finishes_it(

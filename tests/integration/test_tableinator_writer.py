@@ -249,7 +249,7 @@ async def wait_for_lock_waiter(admin: psycopg.AsyncConnection[Any], deadline: fl
         row = await cur.fetchone()
         if row is not None:
             return int(row[0])
-        assert time.monotonic() < deadline, "the write never blocked on the lock"
+        assert time.monotonic() < deadline, "nothing ever blocked on the lock"
         await asyncio.sleep(0.02)
 
 
