@@ -20,7 +20,12 @@ from dataclasses import asdict
 from typing import Any, TypeVar
 
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
 
 from common.amqp import SETTLE_ERRORS, Names, Topology, connect, declare_topology
 from common.batching import BatchProcessor
@@ -37,6 +42,9 @@ log = structlog.get_logger(__name__)
 # With batch messages, at least this many are prefetched so the next batch is always near.
 _MIN_BATCH_PREFETCH = 4
 _SWITCH_INTERVAL_S = 0.0005
+# aio-pika hands each delivery to its callback through two tasks; after a consumer's
+# cancel-ok, this many loop turns let every delivery that preceded it run.
+_DELIVERY_HOPS = 3
 
 S = TypeVar("S", bound=CommonSettings)
 
@@ -139,30 +147,30 @@ class Service:
         The prefetch is sized to the messages seen: twice the batch size for one-record
         messages (so a batch can fill), a few messages when the producer sends batch
         messages (so buffered messages never hold far more records than ``max_pending``).
-        It starts small, since a large window of batch messages is hundreds of megabytes,
-        and the queue is consumed again whenever the messages call for another size.
+        It starts small, since a large window of batch messages is hundreds of megabytes.
+        A new size needs a new consumer (the broker applies a prefetch to consumers created
+        after it); the old one is cancelled and what it already received is handled first,
+        in order, so a completion message never overtakes the records before it.
         """
         channel = await connection.channel()
         queue = await channel.get_queue(self.names.queue(data_type))
+        inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         prefetch = self._settings.amqp_prefetch or _MIN_BATCH_PREFETCH
         while True:
             await channel.set_qos(prefetch_count=prefetch)
             self.prefetch[data_type] = prefetch
-            async with queue.iterator() as messages:
-                async for message in messages:
-                    carried = await handler.handle(data_type, message)
-                    wanted = self._prefetch_for(carried) if carried else prefetch
-                    if wanted != prefetch:
-                        log.info(
-                            "prefetch resized",
-                            data_type=data_type.value,
-                            records_per_message=carried,
-                            prefetch=wanted,
-                        )
-                        prefetch = wanted
-                        break
-                else:
-                    return
+            tag = await queue.consume(inbox.put)
+            wanted = prefetch
+            while wanted == prefetch:
+                carried = await handler.handle(data_type, await inbox.get())
+                wanted = self._prefetch_for(carried) if carried else prefetch
+            await queue.cancel(tag)
+            for _ in range(_DELIVERY_HOPS):  # deliveries before the cancel reach the inbox
+                await asyncio.sleep(0)
+            while not inbox.empty():
+                await handler.handle(data_type, inbox.get_nowait())
+            log.info("prefetch resized", data_type=data_type.value, prefetch=wanted)
+            prefetch = wanted
 
     def _prefetch_for(self, records_per_message: int) -> int:
         """The prefetch that keeps two batches' worth of records arriving."""
