@@ -127,11 +127,22 @@ neo4j_up() {
   log "neo4j up on bolt://127.0.0.1:7687"
 }
 neo4j_down() {
-  [[ -d $NEO4J_HOME/lib ]] || return 0
-  neo4j_env
-  if neo4j_java org.neo4j.server.startup.Neo4jCommand status >/dev/null 2>&1; then
-    log "stopping neo4j"
-    neo4j_java org.neo4j.server.startup.Neo4jCommand stop >/dev/null
+  if [[ -d $NEO4J_HOME/lib ]]; then
+    neo4j_env
+    if neo4j_java org.neo4j.server.startup.Neo4jCommand status >/dev/null 2>&1; then
+      log "stopping neo4j"
+      neo4j_java org.neo4j.server.startup.Neo4jCommand stop >/dev/null
+    fi
+  fi
+  # A server started from another checkout (another NEO4J_HOME) still holds the ports:
+  # stop it through its process, as its own launcher would, and wait until Bolt is gone.
+  local pids
+  pids=$(pgrep -f 'org[.]neo4j[.]server[.]CommunityEntryPoint' || true)
+  if [[ -n $pids ]]; then
+    log "stopping neo4j (pid $pids)"
+    # shellcheck disable=SC2086
+    kill -TERM $pids
+    wait_for "neo4j to stop" 120 bash -c "! pgrep -f 'org[.]neo4j[.]server[.]CommunityEntryPoint'"
   fi
 }
 
