@@ -73,12 +73,24 @@ def test_sigterm_mid_load_drains_and_exits_then_restart(
     consumers, dsn = start_all(case, request, harness.SERVICES, data)
 
     # Each consumer gets its SIGTERM in the middle of its own load (they run at very
-    # different speeds, so no one moment is mid-load for both).
-    reached, sent = 1.0, {}
-    for c in consumers:
-        reached = min(reached, harness.in_mid_load([c], data.total, 0.15, 0.85))
-        c.signal(signal.SIGTERM)
-        sent[c.service] = time.monotonic()
+    # different speeds, so no one moment is mid-load for both): poll both, signal each
+    # as soon as it is past 15%, and fail if one was already past 85%.
+    sent: dict[str, float] = {}
+    reached = 1.0
+
+    def signal_those_mid_load() -> bool:
+        nonlocal reached
+        for c in consumers:
+            done = c.committed() / data.total
+            if c.service in sent or done < 0.15:
+                continue
+            assert done <= 0.85, f"{c.service} ran past 85% before the fault: {done:.0%}"
+            c.signal(signal.SIGTERM)
+            sent[c.service] = time.monotonic()
+            reached = min(reached, done)
+        return len(sent) == len(consumers)
+
+    harness.wait_until(signal_those_mid_load, within=120, what="both mid-load", every=0.02)
     took = 0.0
     for c in consumers:
         code = c.wait_exit(30)  # shutdown_timeout is 30 s; the drain of small batches is fast
