@@ -21,7 +21,7 @@ from common.records import DataType, Record, normalise
 from common.sink import TransientWriteError
 from extractor.xmlparse import DumpFile, iter_records
 from tableinator.writer import PostgresWriter
-from tests.integration.test_tableinator_writer import wait_for_lock_waiter
+from tests.integration.test_tableinator_writer import fetch, wait_for_lock_waiter
 
 pytestmark = pytest.mark.integration
 
@@ -95,13 +95,6 @@ async def complete(
         await writer.file_complete(FileComplete(data_type, name, None, version))
     message = ExtractionComplete(version, {})
     return await writer.extraction_complete(data_type, message, dead_letters=dead_letters)
-
-
-async def fetch(pool: AsyncConnectionPool[Any], query: psql.Composable) -> list[tuple[Any, ...]]:
-    async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(query)
-        rows: list[tuple[Any, ...]] = await cur.fetchall()
-        return rows
 
 
 async def rows_of(
