@@ -8,6 +8,7 @@ from psycopg.conninfo import make_conninfo
 from pydantic import Field, SecretStr, field_validator
 
 from common.settings import BatchConfig, CommonSettings
+from tableinator.sql import REBUILD_WORKERS
 
 
 class TableinatorSettings(CommonSettings):
@@ -50,8 +51,9 @@ class TableinatorSettings(CommonSettings):
         )
 
     def pool_size(self) -> int:
-        """One connection per concurrent flush, plus one for schema and maintenance work."""
-        return self.postgres_max_concurrent_flushes + 1
+        """One connection per concurrent flush, one for schema and maintenance work, and one
+        per index built at once when a bulk load ends (so flushes of other types go on)."""
+        return self.postgres_max_concurrent_flushes + 1 + REBUILD_WORKERS
 
     def batch(self) -> BatchConfig:
         return BatchConfig(

@@ -331,6 +331,43 @@ async def test_never_bulk_creates_indexes_at_setup_and_ensure_is_idempotent(
     await started(pool, bulk_load="false")  # setup re-runs cleanly on an existing schema
 
 
+async def test_documents_are_compressed_with_lz4(pool: AsyncConnectionPool[Any]) -> None:
+    """The test server (Debian's PostgreSQL 15) has lz4; setup switches every table to it."""
+    writer = await started(pool)
+    await load(writer, DataType.RELEASES, sample(DataType.RELEASES))
+    for data_type in ALL_TYPES:
+        rows = await fetch(
+            pool,
+            psql.SQL(
+                "SELECT attcompression FROM pg_attribute WHERE attrelid = {}::regclass"
+                " AND attname = 'data'"
+            ).format(psql.Literal(data_type.value)),
+        )
+        assert rows == [("l",)]
+    methods = await fetch(
+        pool,
+        psql.SQL(
+            "SELECT DISTINCT pg_column_compression(data) FROM releases"
+            " WHERE pg_column_compression(data) IS NOT NULL"
+        ),
+    )
+    assert methods == [("lz4",)]
+    await started(pool)  # a second setup finds lz4 set and changes nothing
+
+
+async def test_rebuild_with_a_single_spare_connection_builds_every_index(pg_dsn: str) -> None:
+    small: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        pg_dsn, min_size=1, max_size=2, open=False, kwargs={"autocommit": False}
+    )
+    async with small:
+        writer = await started(small, bulk_load="true")
+        await load(writer, DataType.RELEASES, sample(DataType.RELEASES))
+        assert await secondary_indexes(small, DataType.RELEASES) == set()
+        await writer.file_complete(file_complete(DataType.RELEASES))
+        assert await secondary_indexes(small, DataType.RELEASES) == all_indexes(DataType.RELEASES)
+        assert not await writer.indexes_dropped(DataType.RELEASES)
+
+
 async def test_merge_probes_the_primary_key_even_with_fresh_statistics(
     pool: AsyncConnectionPool[Any],
 ) -> None:

@@ -96,7 +96,7 @@ def test_tableinator_defaults() -> None:
     assert s.postgres_sslmode == "prefer"
     assert s.postgres_bulk_load == "auto"
     assert s.health_port == 8002
-    assert s.pool_size() == 3
+    assert s.pool_size() == 5
     assert s.batch() == BatchConfig(
         batch_size=500, flush_interval=2.0, max_pending=5000, max_concurrent_flushes=2
     )
@@ -171,7 +171,7 @@ VARIABLES: list[tuple[type[CommonSettings], str, str, Callable[[Any], object], o
     (T, "POSTGRES_BATCH_SIZE", "250", _batch("batch_size"), 250),
     (T, "POSTGRES_BATCH_FLUSH_INTERVAL", "0.5", _batch("flush_interval"), 0.5),
     (T, "POSTGRES_MAX_PENDING", "9000", _batch("max_pending"), 9000),
-    (T, "POSTGRES_MAX_CONCURRENT_FLUSHES", "7", lambda s: s.pool_size(), 8),
+    (T, "POSTGRES_MAX_CONCURRENT_FLUSHES", "7", lambda s: s.pool_size(), 10),
     (T, "POSTGRES_BULK_LOAD", "TRUE", _attr("postgres_bulk_load"), "true"),
     (G, "LOG_LEVEL", "debug", _attr("log_level"), "DEBUG"),
     (T, "LOG_LEVEL", "Warning", _attr("log_level"), "WARNING"),

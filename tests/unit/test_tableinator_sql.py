@@ -197,6 +197,23 @@ def test_stage_is_a_temp_table_dropped_at_commit() -> None:
         assert ("year integer" in statement) == (spec.year_source is not None)
 
 
+def test_stage_documents_can_be_compressed_with_lz4() -> None:
+    for spec in sql.SPECS.values():
+        assert "data bytea COMPRESSION lz4 NOT NULL" in text(sql.create_stage(spec, lz4=True))
+        assert "COMPRESSION" not in text(sql.create_stage(spec))
+        assert text(sql.use_lz4(spec)) == (
+            f"ALTER TABLE {text(spec.table)} ALTER COLUMN data SET COMPRESSION lz4"
+        )
+    assert text(sql.LZ4_PROBE).startswith("SET LOCAL ")
+    assert text(sql.DATA_COMPRESSION).count("%s") == 1
+
+
+def test_missing_indexes_takes_the_names_as_one_parameter() -> None:
+    statement = text(sql.MISSING_INDEXES)
+    assert statement.count("%s") == 1
+    assert "to_regclass" in statement
+
+
 def test_copy_is_binary_into_the_stage_in_column_order() -> None:
     assert text(sql.copy_stage(sql.SPECS[DataType.RELEASES])) == (
         'COPY "stage_releases" ("data_id", "hash", "data", "version", "year")'
