@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -44,6 +44,9 @@ class Record:
     data: dict[str, Any]
     # The dump version (YYYYMMDD) the producer read this record from, when it says so.
     version: str | None = None
+    # ``data`` as canonical JSON, kept from normalisation (where the hash is taken) so a
+    # writer storing the document does not serialise it again. None when not known.
+    encoded: bytes | None = field(default=None, compare=False, repr=False)
 
 
 # Wrapper element -> its child element, as in the XML dumps (same names in every file).
@@ -98,9 +101,13 @@ _SCALARS = frozenset(
     }
 )
 _ID_RE = re.compile(r"[0-9]{1,19}")
+# A canonical id: no sign, space or leading zero, and short enough to be below _MAX_ID.
+_CANONICAL_ID = re.compile(r"[1-9][0-9]{0,17}").fullmatch
 _MAX_ID = 2**63 - 1  # ids are stored as 64-bit integers downstream
 _YEAR_RE = re.compile(r"\s*([0-9]{4})")
 _MAX_DEPTH = 32
+# First characters of the raw shape's XML attribute and text keys.
+_MARKS = frozenset({"@", "#"})
 # Keys whose string values need more than copying (ids, years, wrappers, references).
 _SPECIAL = _ID_FIELDS | _WRAPPERS.keys() | _REF_FIELDS | {"year", "is_main_release"}
 # Message-level keys that are not part of the record.
@@ -132,7 +139,7 @@ def normalise(data_type: DataType, obj: object) -> Record:
     if b"\\u0000" in encoded and _NUL_RE.search(encoded):  # substring test first: fast
         raise InvalidRecord("a string holds NUL (\\u0000), which PostgreSQL cannot store")
     sha = given_hash if isinstance(given_hash, str) else hashlib.sha256(encoded).hexdigest()
-    return Record(id=data["id"], sha256=sha, data=data)
+    return Record(id=data["id"], sha256=sha, data=data, encoded=encoded)
 
 
 def canonical_json(data: dict[str, Any]) -> bytes:
@@ -162,7 +169,7 @@ def _object(obj: dict[str, Any], *, ref: bool, depth: int) -> dict[str, Any]:
         raise InvalidRecord("record nests deeper than any Discogs record")
     out: dict[str, Any] = {}
     for raw_key, value in obj.items():
-        key = _key(raw_key, ref=ref)
+        key = _key(raw_key, ref=ref) if raw_key[:1] in _MARKS else raw_key
         if type(value) is str and key not in _SPECIAL:
             if value:  # hot path: plain text, the bulk of every record
                 out[key] = value
@@ -176,7 +183,7 @@ def _object(obj: dict[str, Any], *, ref: bool, depth: int) -> dict[str, Any]:
 
 
 def _key(raw_key: str, *, ref: bool) -> str:
-    if raw_key[:1] not in ("@", "#"):
+    if raw_key[:1] not in _MARKS:
         return raw_key
     if raw_key == "#text":
         return "name" if ref else "text"
@@ -196,6 +203,8 @@ def _field(key: str, value: Any, *, depth: int) -> Any:
 
 
 def _id(key: str, value: Any) -> str | None:
+    if type(value) is str and _CANONICAL_ID(value):  # hot path: already canonical
+        return value
     if isinstance(value, dict):
         if not _has_text(value, "#text", "text", "id"):
             raise InvalidRecord(f"field {key!r} must be a string or integer id, got an object")
@@ -227,11 +236,14 @@ def _list(key: str, value: Any, *, depth: int) -> list[Any]:
     ref = key in _REF_LISTS
     out = []
     for item in items:
-        if _is_empty(item):
+        if type(item) is dict:  # hot path: an object, as in the normalised shape
+            obj = item
+        elif _is_empty(item):
             continue
-        obj = {"name": item} if ref and isinstance(item, str) else item
-        if not isinstance(obj, dict):
-            raise InvalidRecord(f"field {key!r} must hold objects, got {type(obj).__name__}")
+        elif ref and isinstance(item, str):
+            obj = {"name": item}
+        else:
+            raise InvalidRecord(f"field {key!r} must hold objects, got {type(item).__name__}")
         norm = _object(obj, ref=ref, depth=depth)
         if norm:
             out.append(norm)
@@ -239,6 +251,8 @@ def _list(key: str, value: Any, *, depth: int) -> list[Any]:
 
 
 def _text_item(key: str, item: Any) -> str | None:
+    if type(item) is str:  # hot path
+        return item or None
     if isinstance(item, dict):
         if not _has_text(item, "#text", "text"):
             raise InvalidRecord(f"field {key!r} must hold strings, got an object")

@@ -288,10 +288,12 @@ def build_rows(spec: TableSpec, records: Sequence[Record]) -> list[Row]:
 
 
 def _row(spec: TableSpec, record: Record) -> Row:
-    try:
-        encoded = orjson.dumps(record.data)
-    except orjson.JSONEncodeError as e:
-        raise BatchRejected(f"record {record.id}: data cannot be encoded as JSON: {e}") from e
+    encoded = record.encoded  # the normaliser's serialisation, when the record came from it
+    if encoded is None:
+        try:
+            encoded = orjson.dumps(record.data)
+        except orjson.JSONEncodeError as e:
+            raise BatchRejected(f"record {record.id}: data cannot be encoded as JSON: {e}") from e
     _check_text(record.id, "sha256", record.sha256)
     if record.version is not None and not _VERSION_RE.fullmatch(record.version):
         raise BatchRejected(f"record {record.id}: version {record.version[:20]!r} is not YYYYMMDD")

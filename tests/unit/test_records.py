@@ -1109,6 +1109,26 @@ def test_bad_sha256_is_invalid(given: object) -> None:
     assert "sha256" in invalid(A, {"id": "1", "sha256": given})
 
 
+def test_record_keeps_its_canonical_serialisation_outside_equality() -> None:
+    record = normalise(DataType.ARTISTS, {"id": "3", "name": "N", "urls": ["u"]})
+    assert record.encoded == canonical_json(record.data)
+    assert record == Record(id="3", sha256=record.sha256, data=record.data)
+    assert "encoded" not in repr(record)
+
+
+@pytest.mark.parametrize("value", ["1", "42", "999999999999999999"])
+def test_canonical_ids_pass_through(value: str) -> None:
+    assert normalise(DataType.ARTISTS, {"id": value}).id == value
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("0123", "123"), (" 7", "7"), ("9223372036854775807", "9223372036854775807")],
+)
+def test_non_canonical_ids_are_canonicalised(value: str, expected: str) -> None:
+    assert normalise(DataType.ARTISTS, {"id": value}).id == expected
+
+
 def test_canonical_json_sorts_keys_at_every_level() -> None:
     assert canonical_json({"b": 1, "a": {"d": 2, "c": 3}}) == b'{"a":{"c":3,"d":2},"b":1}'
 

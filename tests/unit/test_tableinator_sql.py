@@ -264,6 +264,16 @@ def test_rows_carry_id_hash_and_the_whole_record_as_json() -> None:
     assert row[3] is None  # no version given
 
 
+def test_rows_reuse_the_normalisers_serialisation_and_encode_records_without_one() -> None:
+    record = normalise(DataType.ARTISTS, {"id": 7, "name": "A", "profile": "p"})
+    assert record.encoded is not None
+    [row] = sql.build_rows(sql.SPECS[DataType.ARTISTS], [record])
+    assert row[2] is record.encoded
+    bare = Record(id="7", sha256=record.sha256, data=record.data)
+    [row] = sql.build_rows(sql.SPECS[DataType.ARTISTS], [bare])
+    assert orjson.loads(row[2]) == record.data
+
+
 def test_rows_carry_the_dump_version() -> None:
     record = replace(release("8", title="t", released="1999"), version="20260201")
     [row] = sql.build_rows(sql.SPECS[DataType.RELEASES], [record])
