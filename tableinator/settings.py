@@ -28,8 +28,9 @@ class TableinatorSettings(CommonSettings):
     postgres_max_pending: int = Field(5000, gt=0)
     postgres_max_concurrent_flushes: int = Field(2, gt=0, le=64)
     # Bulk-load mode (drop secondary indexes, rebuild after file_complete): auto = when the
-    # table is empty at start; true = always; false = never.
-    postgres_bulk_load: str = Field("auto", pattern=r"^(auto|true|false)$")
+    # table is empty at start; true = always; false = never (the default: the consumer,
+    # not index upkeep, bounds a load, so a rebuild at the end only adds time).
+    postgres_bulk_load: str = Field("false", pattern=r"^(auto|true|false)$")
     health_port: int = Field(8002, ge=0, le=65535)
 
     @field_validator("postgres_bulk_load", mode="before")

@@ -94,7 +94,7 @@ def test_tableinator_defaults() -> None:
     assert s.postgres_password.get_secret_value() == "discogs"
     assert s.postgres_database == "discogs"
     assert s.postgres_sslmode == "prefer"
-    assert s.postgres_bulk_load == "auto"
+    assert s.postgres_bulk_load == "false"
     assert s.health_port == 8002
     assert s.pool_size() == 5
     assert s.batch() == BatchConfig(
