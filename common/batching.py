@@ -4,7 +4,8 @@
   have passed since its oldest pending record.
 - ``max_pending`` bounds the records held (buffered + in flight): :meth:`add` waits for
   room rather than letting memory grow.
-- At most ``max_concurrent_flushes`` writes run at once; a record whose id is already in
+- At most ``max_concurrent_flushes`` writes run at once, and one at a time for each of
+  ``serial_types``; a record whose id is already in
   a running (or forming) write of its type waits for that write, so two versions of one
   record never race, never share a batch, and the later one is always written last.
 - A delivery (one AMQP message, one or many records) is settled exactly once, by
@@ -97,6 +98,7 @@ class BatchProcessor:
         self._held = 0  # records buffered or in flight
         self._room = asyncio.Condition()
         self._flush_slots = asyncio.Semaphore(config.max_concurrent_flushes)
+        self._type_slots = {t: asyncio.Semaphore(1) for t in config.serial_types}
         self._wake = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
         self._closed = False
@@ -261,7 +263,7 @@ class BatchProcessor:
     async def _run_batch(self, data_type: DataType, items: list[_Item]) -> None:
         state = self._types[data_type]
         try:
-            async with self._flush_slots:
+            async with self._type_slot(data_type), self._flush_slots:
                 await self._write_split(data_type, items)
             for item in items:
                 item.ticket.remaining -= 1
@@ -272,6 +274,11 @@ class BatchProcessor:
             # records held back for these ids may go now: by size, or by the timer
             self._start_flushes(data_type, full_only=True)
             await self._release_room(len(items))
+
+    def _type_slot(self, data_type: DataType) -> contextlib.AbstractAsyncContextManager[object]:
+        """The type's own one-at-a-time slot, taken before an overall one; or nothing."""
+        slot = self._type_slots.get(data_type)
+        return slot if slot is not None else contextlib.nullcontext()
 
     async def _write_split(self, data_type: DataType, items: list[_Item]) -> None:
         try:

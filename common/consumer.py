@@ -11,7 +11,7 @@ import orjson
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
-from common.amqp import SETTLE_ERRORS, AmqpDelivery
+from common.amqp import SETTLE_ERRORS, AckWindow, AmqpDelivery
 from common.batching import BatchProcessor, Rejection
 from common.messages import (
     DataMessage,
@@ -57,9 +57,14 @@ class MessageHandler:
         self._max_bytes = max_message_bytes
         self._file_started: dict[DataType, float] = {}
 
-    async def handle(self, data_type: DataType, message: AbstractIncomingMessage) -> int:
-        """Process one delivery; returns how many records a data message carried, else 0."""
-        delivery = AmqpDelivery(message, dlx=self._dlx, data_type=data_type)
+    async def handle(
+        self, data_type: DataType, message: AbstractIncomingMessage, acks: AckWindow
+    ) -> int:
+        """Process one delivery; returns how many records a data message carried, else 0.
+
+        ``acks`` is the window of the channel ``message`` arrived on (already received).
+        """
+        delivery = AmqpDelivery(message, dlx=self._dlx, data_type=data_type, acks=acks)
         try:
             decoded = await self._decode(data_type, message.body)
         except InvalidMessage as e:

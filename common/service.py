@@ -28,7 +28,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from common.amqp import SETTLE_ERRORS, Names, Topology, connect, declare_topology
+from common.amqp import SETTLE_ERRORS, AckWindow, Names, Topology, connect, declare_topology
 from common.batching import BatchProcessor
 from common.consumer import MessageHandler
 from common.health import HealthServer
@@ -85,6 +85,7 @@ class Service:
         self.names = Names(settings.discogs_exchange_prefix, name)
         self._connection: AbstractRobustConnection | None = None
         self._queues: dict[DataType, AbstractQueue] = {}
+        self._acks: dict[DataType, AckWindow] = {}
         self._consuming = False
         self._depth_checked = 0.0
         self.prefetch: dict[DataType, int] = {}
@@ -162,20 +163,26 @@ class Service:
         channel = await connection.channel()
         queue = await channel.get_queue(self.names.queue(data_type))
         inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        acks = self._acks[data_type] = AckWindow(data_type)
+
+        async def receive(message: AbstractIncomingMessage) -> None:
+            acks.received(message)
+            inbox.put_nowait(message)
+
         prefetch = self._settings.amqp_prefetch or _MIN_BATCH_PREFETCH
         while True:
             await channel.set_qos(prefetch_count=prefetch)
             self.prefetch[data_type] = prefetch
-            tag = await queue.consume(inbox.put)
+            tag = await queue.consume(receive)
             wanted = prefetch
             while wanted == prefetch:
-                carried = await handler.handle(data_type, await inbox.get())
+                carried = await handler.handle(data_type, await inbox.get(), acks)
                 wanted = self._prefetch_for(carried) if carried else prefetch
             await queue.cancel(tag)
             for _ in range(_DELIVERY_HOPS):  # deliveries before the cancel reach the inbox
                 await asyncio.sleep(0)
             while not inbox.empty():
-                await handler.handle(data_type, inbox.get_nowait())
+                await handler.handle(data_type, inbox.get_nowait(), acks)
             log.info("prefetch resized", data_type=data_type.value, prefetch=wanted)
             prefetch = wanted
 
@@ -218,6 +225,8 @@ class Service:
                 service=self.name,
                 held=processor.held,
             )
+        for window in self._acks.values():
+            await window.flush()
         with contextlib.suppress(*SETTLE_ERRORS):
             await asyncio.wait_for(channel.close(), timeout=5)
         log.info("stopped", service=self.name, seconds=round(time.monotonic() - started, 2))

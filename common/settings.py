@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.records import DataType
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["json", "console", "auto"]
 _MAX_PREFETCH = 65535  # AMQP's basic.qos prefetch-count is 16 bits
@@ -35,6 +37,9 @@ class BatchConfig:
     flush_interval: float
     max_pending: int
     max_concurrent_flushes: int
+    # Types whose batches are written one at a time (within max_concurrent_flushes overall):
+    # their concurrent transactions would lock each other's rows in opposite orders.
+    serial_types: frozenset[DataType] = frozenset()
 
 
 _CREDENTIALS = re.compile(

@@ -7,6 +7,7 @@ from typing import ClassVar
 from pydantic import Field, SecretStr, field_validator
 
 from common.settings import BatchConfig, CommonSettings
+from graphinator.cypher import SELF_LINKED
 
 _SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 
@@ -59,4 +60,5 @@ class GraphinatorSettings(CommonSettings):
             flush_interval=self.neo4j_batch_flush_interval,
             max_pending=self.neo4j_max_pending,
             max_concurrent_flushes=self.neo4j_max_concurrent_flushes,
+            serial_types=SELF_LINKED,
         )

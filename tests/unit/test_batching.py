@@ -151,12 +151,14 @@ def config(
     flush_interval: float = 0.05,
     max_pending: int = 1000,
     max_concurrent_flushes: int = 2,
+    serial_types: frozenset[DataType] = frozenset(),
 ) -> BatchConfig:
     return BatchConfig(
         batch_size=batch_size,
         flush_interval=flush_interval,
         max_pending=max_pending,
         max_concurrent_flushes=max_concurrent_flushes,
+        serial_types=serial_types,
     )
 
 
@@ -438,6 +440,28 @@ async def test_at_most_max_concurrent_flushes_writes_run(writer: FakeWriter) -> 
         await eventually(lambda: all(d.settled for d in deliveries))
     assert writer.max_active == 3
     assert len(writer.committed) == 10
+
+
+async def test_a_serial_type_writes_one_batch_at_a_time_without_holding_others_back(
+    writer: FakeWriter,
+) -> None:
+    cfg = config(
+        batch_size=1, flush_interval=30, max_concurrent_flushes=3, serial_types=frozenset({A})
+    )
+    writer.gate = asyncio.Event()
+
+    def started(data_type: DataType) -> int:
+        return sum(1 for t, _ in writer.calls if t is data_type)
+
+    async with processor(writer, cfg) as proc:
+        deliveries = [FakeDelivery(f"d{i}", writer) for i in range(12)]
+        for i, d in enumerate(deliveries):
+            await proc.add(A if i % 2 else L, [rec(i)], d)
+        await eventually(lambda: writer.active == 3)
+        await stays(lambda: started(A) == 1 and started(L) == 2, 0.15)
+        writer.gate.set()
+        await eventually(lambda: all(d.settled for d in deliveries))
+    assert len(writer.committed) == 12
 
 
 # ---------------------------------------------------------------------------- failures

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from common.records import DataType
 from common.settings import BatchConfig, CommonSettings, SettingsError, load, redact_url
 from graphinator.settings import GraphinatorSettings
 from tableinator.settings import TableinatorSettings
@@ -80,7 +81,11 @@ def test_graphinator_defaults() -> None:
     assert s.neo4j_database == "neo4j"
     assert s.health_port == 8001
     assert s.batch() == BatchConfig(
-        batch_size=500, flush_interval=2.0, max_pending=5000, max_concurrent_flushes=2
+        batch_size=500,
+        flush_interval=2.0,
+        max_pending=5000,
+        max_concurrent_flushes=2,
+        serial_types=frozenset({DataType.ARTISTS, DataType.LABELS}),
     )
 
 

@@ -1,0 +1,103 @@
+"""AckWindow: multiple-acks only ever cover a run of settled deliveries (common.amqp)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import cast
+
+import aiormq
+from aio_pika.abc import AbstractIncomingMessage
+
+from common.amqp import AckWindow
+from common.records import DataType
+
+
+@dataclass
+class FakeMessage:
+    """Just what the window reads of a delivery: its channel and tag, and ack()."""
+
+    channel: object
+    delivery_tag: int
+    acks: list[tuple[int, bool]] = field(default_factory=list)
+    fail: bool = False
+
+    async def ack(self, multiple: bool = False) -> None:
+        if self.fail:
+            raise aiormq.exceptions.ChannelInvalidStateError("closed")
+        self.acks.append((self.delivery_tag, multiple))
+
+
+Acks = list[tuple[int, bool]]
+
+
+def fresh() -> tuple[AckWindow, Acks]:
+    return AckWindow(DataType.ARTISTS), []
+
+
+def received(window: AckWindow, channel: object, tags: range, log: Acks) -> list[FakeMessage]:
+    messages = [FakeMessage(channel, tag, acks=log) for tag in tags]
+    for message in messages:
+        window.received(as_incoming(message))
+    return messages
+
+
+def as_incoming(message: FakeMessage) -> AbstractIncomingMessage:
+    return cast(AbstractIncomingMessage, message)
+
+
+async def settle(window: AckWindow, *messages: FakeMessage, requeued: bool = False) -> None:
+    for message in messages:
+        window.settled(as_incoming(message), requeued=requeued)
+    await window.flush()
+
+
+async def test_a_batch_settled_in_order_costs_one_multiple_ack() -> None:
+    window, log = fresh()
+    messages = received(window, "ch", range(1, 501), log)
+    await settle(window, *messages)
+    assert log == [(500, True)]
+
+
+async def test_a_delivery_settled_early_waits_for_those_before_it() -> None:
+    window, log = fresh()
+    m1, m2, m3, m4 = received(window, "ch", range(1, 5), log)
+    await settle(window, m3, m4)
+    assert log == []
+    await settle(window, m1)
+    assert log == [(1, True)]
+    await settle(window, m2)
+    assert log == [(1, True), (4, True)]
+
+
+async def test_requeued_deliveries_are_passed_over_never_acked() -> None:
+    window, log = fresh()
+    m1, m2, m3 = received(window, "ch", range(1, 4), log)
+    await settle(window, m1)
+    await settle(window, m2, requeued=True)
+    assert log == [(1, True)]  # the run ends on a requeued one: nothing more to ack
+    await settle(window, m3)
+    assert log == [(1, True), (3, True)]
+
+
+async def test_a_new_channel_forgets_the_old_ones_deliveries() -> None:
+    window, log = fresh()
+    old = received(window, "old", range(1, 3), log)
+    new = received(window, "new", range(1, 3), log)
+    await settle(window, *old)  # the broker requeued these when "old" closed
+    assert log == []
+    await settle(window, *new)
+    assert log == [(2, True)]
+
+
+async def test_an_ack_on_a_closed_channel_is_logged_not_raised() -> None:
+    window, log = fresh()
+    (message,) = received(window, "ch", range(1, 2), log)
+    message.fail = True
+    await settle(window, message)
+    assert log == []
+
+
+async def test_flush_without_pending_acks_returns() -> None:
+    window = AckWindow(DataType.ARTISTS)
+    await window.flush()
+    await window.flush()
