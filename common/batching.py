@@ -357,5 +357,10 @@ class BatchProcessor:
 
 
 def _record_body(record: Record) -> bytes:
-    """A record's own wire body (data message shape), for dead-lettering it alone."""
-    return orjson.dumps({**record.data, "sha256": record.sha256})
+    """A record's own wire body (data message shape), for dead-lettering it alone.
+
+    Built from the canonical JSON when the record has it: a record decoded on a worker
+    process may carry only part of ``data`` (see :mod:`common.decoding`).
+    """
+    data = orjson.loads(record.encoded) if record.encoded is not None else record.data
+    return orjson.dumps({**data, "sha256": record.sha256})

@@ -13,13 +13,13 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
 from common.amqp import SETTLE_ERRORS, AckWindow, AmqpDelivery
 from common.batching import BatchProcessor, Rejection
+from common.decoding import Decoder
 from common.messages import (
     DataMessage,
     ExtractionComplete,
     FileComplete,
     InvalidMessage,
     Message,
-    decode,
 )
 from common.metrics import Metrics
 from common.records import DataType
@@ -29,9 +29,8 @@ from common.sink import TransientWriteError, Writer
 log = structlog.get_logger(__name__)
 
 _T = TypeVar("_T")
+Decoding = asyncio.Future[Message]
 _MAX_BACKOFF = MAX_BACKOFF
-# Bodies at least this large are decoded off the event loop (a one-record message is ~3 KB).
-_THREAD_DECODE_BYTES = 64 * 1024
 
 
 class MessageHandler:
@@ -46,7 +45,7 @@ class MessageHandler:
         metrics: Metrics,
         dlx: AbstractExchange,
         dead_letter_depth: Callable[[DataType], Awaitable[int]],
-        max_message_bytes: int,
+        decoder: Decoder,
     ) -> None:
         self._service = service
         self._processor = processor
@@ -54,19 +53,28 @@ class MessageHandler:
         self._metrics = metrics
         self._dlx = dlx
         self._dead_letter_depth = dead_letter_depth
-        self._max_bytes = max_message_bytes
+        self._decoder = decoder
         self._file_started: dict[DataType, float] = {}
 
+    def start(self, data_type: DataType, message: AbstractIncomingMessage) -> Decoding:
+        """Begin decoding a delivery as it arrives; :meth:`handle` takes the result."""
+        return self._decoder.start(data_type, message.body)
+
     async def handle(
-        self, data_type: DataType, message: AbstractIncomingMessage, acks: AckWindow
+        self,
+        data_type: DataType,
+        message: AbstractIncomingMessage,
+        decoding: Decoding,
+        acks: AckWindow,
     ) -> int:
         """Process one delivery; returns how many records a data message carried, else 0.
 
-        ``acks`` is the window of the channel ``message`` arrived on (already received).
+        ``decoding`` is what :meth:`start` returned for it; ``acks`` is the window of the
+        channel ``message`` arrived on (already received).
         """
         delivery = AmqpDelivery(message, dlx=self._dlx, data_type=data_type, acks=acks)
         try:
-            decoded = await self._decode(data_type, message.body)
+            decoded = await decoding
         except InvalidMessage as e:
             log.warning(
                 "message dead-lettered",
@@ -88,18 +96,6 @@ class MessageHandler:
         else:
             await self._extraction_complete(data_type, decoded, delivery)
         return 0
-
-    async def _decode(self, data_type: DataType, body: bytes) -> Message:
-        """Decode a body; a large one (a batch message) on a worker thread.
-
-        Decoding 500 releases takes the CPU for tens of milliseconds. Done on the event
-        loop, it would stall every database round trip of the writes in flight for that
-        long, leaving the database idle; on a thread, the loop gets the interpreter back
-        every few milliseconds and the writes keep the database busy meanwhile.
-        """
-        if len(body) < _THREAD_DECODE_BYTES:
-            return decode(data_type, body, max_bytes=self._max_bytes)
-        return await asyncio.to_thread(decode, data_type, body, max_bytes=self._max_bytes)
 
     async def _data(self, msg: DataMessage, delivery: AmqpDelivery) -> None:
         self._file_started.setdefault(msg.data_type, time.monotonic())
@@ -191,6 +187,13 @@ class MessageHandler:
                     error=str(e) or repr(e),
                 )
                 await asyncio.sleep(delay)
+
+
+def discard(decoding: Decoding) -> None:
+    """Drop a decoding that will not be handled (shutdown), its outcome included."""
+    decoding.cancel()
+    if decoding.done() and not decoding.cancelled():
+        decoding.exception()  # retrieved: no "exception was never retrieved" report
 
 
 def _encode(obj: object) -> bytes | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import math
 import os
 import signal
@@ -30,7 +29,8 @@ from aio_pika.abc import (
 
 from common.amqp import SETTLE_ERRORS, AckWindow, Names, Topology, connect, declare_topology
 from common.batching import BatchProcessor
-from common.consumer import MessageHandler
+from common.consumer import Decoding, MessageHandler, discard
+from common.decoding import Decoder, Projection, tune_gc
 from common.health import HealthServer
 from common.logging import configure_logging
 from common.metrics import Metrics
@@ -43,12 +43,6 @@ log = structlog.get_logger(__name__)
 # With batch messages, at least this many are prefetched so the next batch is always near.
 _MIN_BATCH_PREFETCH = 4
 _SWITCH_INTERVAL_S = 0.0005
-# Decoded records are trees of dicts and lists without reference cycles, allocated by the
-# hundred thousand a second; at the default threshold (700) the cyclic collector runs
-# every few records and rescans everything still held in batches, which tripled the cost
-# of decoding a release. Collections stay on, only much rarer (cycles from the asyncio
-# and broker machinery are still freed).
-_GC_THRESHOLDS = (50_000, 20, 100)
 # aio-pika hands each delivery to its callback through two tasks; after a consumer's
 # cancel-ok, this many loop turns let every delivery that preceded it run.
 _DELIVERY_HOPS = 3
@@ -77,10 +71,18 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
 class Service:
     """One consumer service: ``await Service(...).run(stop)`` returns an exit code."""
 
-    def __init__(self, *, name: str, settings: CommonSettings, writer: Writer) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        settings: CommonSettings,
+        writer: Writer,
+        projection: Projection | None = None,
+    ) -> None:
         self.name = name
         self._settings = settings
         self._writer = writer
+        self._projection = projection
         self.metrics = Metrics(name)
         self.names = Names(settings.discogs_exchange_prefix, name)
         self._connection: AbstractRobustConnection | None = None
@@ -121,8 +123,13 @@ class Service:
             metrics=self.metrics,
             service=self.name,
         )
-        async with processor:
-            handler = self._handler(processor, topology)
+        decoder = Decoder(
+            workers=self._settings.decode_workers,
+            max_bytes=self._settings.amqp_max_message_bytes,
+            projection=self._projection,
+        )
+        async with decoder, processor:
+            handler = self._handler(processor, topology, decoder)
             tasks = [
                 asyncio.create_task(
                     self._consume_queue(connection, t, handler), name=f"consume-{t}"
@@ -136,7 +143,9 @@ class Service:
             await self._shutdown(processor, tasks, channel)
         return code
 
-    def _handler(self, processor: BatchProcessor, topology: Topology) -> MessageHandler:
+    def _handler(
+        self, processor: BatchProcessor, topology: Topology, decoder: Decoder
+    ) -> MessageHandler:
         return MessageHandler(
             service=self.name,
             processor=processor,
@@ -144,7 +153,7 @@ class Service:
             metrics=self.metrics,
             dlx=topology.dead_letter_exchange,
             dead_letter_depth=topology.dead_letter_depth,
-            max_message_bytes=self._settings.amqp_max_message_bytes,
+            decoder=decoder,
         )
 
     async def _consume_queue(
@@ -162,29 +171,35 @@ class Service:
         """
         channel = await connection.channel()
         queue = await channel.get_queue(self.names.queue(data_type))
-        inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        inbox: asyncio.Queue[tuple[AbstractIncomingMessage, Decoding]] = asyncio.Queue()
         acks = self._acks[data_type] = AckWindow(data_type)
 
         async def receive(message: AbstractIncomingMessage) -> None:
             acks.received(message)
-            inbox.put_nowait(message)
+            inbox.put_nowait((message, handler.start(data_type, message)))
 
         prefetch = self._settings.amqp_prefetch or _MIN_BATCH_PREFETCH
-        while True:
-            await channel.set_qos(prefetch_count=prefetch)
-            self.prefetch[data_type] = prefetch
-            tag = await queue.consume(receive)
-            wanted = prefetch
-            while wanted == prefetch:
-                carried = await handler.handle(data_type, await inbox.get(), acks)
-                wanted = self._prefetch_for(carried) if carried else prefetch
-            await queue.cancel(tag)
-            for _ in range(_DELIVERY_HOPS):  # deliveries before the cancel reach the inbox
-                await asyncio.sleep(0)
+        try:
+            while True:
+                await channel.set_qos(prefetch_count=prefetch)
+                self.prefetch[data_type] = prefetch
+                tag = await queue.consume(receive)
+                wanted = prefetch
+                while wanted == prefetch:
+                    message, decoding = await inbox.get()
+                    carried = await handler.handle(data_type, message, decoding, acks)
+                    wanted = self._prefetch_for(carried) if carried else prefetch
+                await queue.cancel(tag)
+                for _ in range(_DELIVERY_HOPS):  # deliveries before the cancel reach the inbox
+                    await asyncio.sleep(0)
+                while not inbox.empty():
+                    message, decoding = inbox.get_nowait()
+                    await handler.handle(data_type, message, decoding, acks)
+                log.info("prefetch resized", data_type=data_type.value, prefetch=wanted)
+                prefetch = wanted
+        finally:
             while not inbox.empty():
-                await handler.handle(data_type, inbox.get_nowait(), acks)
-            log.info("prefetch resized", data_type=data_type.value, prefetch=wanted)
-            prefetch = wanted
+                discard(inbox.get_nowait()[1])
 
     def _prefetch_for(self, records_per_message: int) -> int:
         """The prefetch that keeps two batches' worth of records arriving."""
@@ -269,13 +284,6 @@ async def retry_until(
             await asyncio.wait_for(stop.wait(), timeout=delay)
         delay = min(delay * 2, 30.0)
     return False
-
-
-def tune_gc() -> None:
-    """Move what start-up allocated out of the collector's reach and collect less often."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*_GC_THRESHOLDS)
 
 
 def run_main(

@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from common.service import EXIT_OK, Service, retry_until, run_main
 from common.sink import TransientWriteError
 from tableinator.settings import TableinatorSettings
+from tableinator.sql import slim_record
 from tableinator.writer import PostgresWriter
 
 log = structlog.get_logger(__name__)
@@ -54,7 +55,10 @@ async def serve(settings: TableinatorSettings, stop: asyncio.Event) -> int:
 
         if not await retry_until("postgresql schema", schema_ready, stop=stop):
             return EXIT_OK
-        return await Service(name="tableinator", settings=settings, writer=writer).run(stop)
+        service = Service(
+            name="tableinator", settings=settings, writer=writer, projection=slim_record
+        )
+        return await service.run(stop)
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import orjson
@@ -276,6 +276,17 @@ def merge(spec: TableSpec) -> sql.Composed:
         stage=spec.stage,
         updates=sql.SQL(", ").join(updates),
     )
+
+
+def slim_record(data_type: DataType, record: Record) -> Record:
+    """The part of ``record`` the writer reads, for records decoded on a worker process:
+    the canonical JSON (stored whole) and the fields of the ``year`` column and the index
+    checks. A record without its canonical JSON is kept whole."""
+    if record.encoded is None:
+        return record
+    spec = SPECS[data_type]
+    wanted = (*spec.indexed_text, spec.year_source) if spec.year_source else spec.indexed_text
+    return replace(record, data={k: record.data[k] for k in wanted if k in record.data})
 
 
 def build_rows(spec: TableSpec, records: Sequence[Record]) -> list[Row]:

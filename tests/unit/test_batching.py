@@ -506,6 +506,21 @@ async def test_a_few_transient_errors_then_success(writer: FakeWriter) -> None:
     assert metrics.registry.get_sample_value("write_retries_total", {"data_type": "artists"}) == 3
 
 
+async def test_a_projected_record_is_dead_lettered_whole_from_its_canonical_json(
+    writer: FakeWriter,
+) -> None:
+    """Decoded on a worker, a record may keep only part of ``data``; the DLQ gets it all."""
+    whole = {"id": "5", "bad": True, "title": "T", "notes": "long"}
+    slim = Record(id="5", sha256="s5", data={"bad": True}, encoded=orjson.dumps(whole))
+    async with processor(writer, config(batch_size=2, flush_interval=30)) as proc:
+        d = FakeDelivery("batch", writer)
+        await proc.add(A, [rec(4), slim], d, batch=True)
+        await eventually(lambda: d.settled)
+    [rejection] = d.settles[0]
+    assert orjson.loads(rejection.body or b"") == {**whole, "sha256": "s5"}
+    assert writer.committed_ids() == ["4"]
+
+
 async def test_rejected_record_in_a_batch_message_is_dead_lettered_alone(
     writer: FakeWriter,
 ) -> None:

@@ -274,6 +274,25 @@ def test_rows_reuse_the_normalisers_serialisation_and_encode_records_without_one
     assert orjson.loads(row[2]) == record.data
 
 
+def test_slim_records_keep_what_the_writer_reads_and_give_the_same_rows() -> None:
+    whole = release("9", title="T", country="UK", released="1999-02-00", notes="n" * 500)
+    whole = replace(whole, version="20260101")
+    slim = sql.slim_record(DataType.RELEASES, whole)
+    assert slim.data == {"title": "T", "country": "UK", "released": "1999-02-00"}
+    assert (slim.id, slim.sha256, slim.version, slim.encoded) == (
+        whole.id,
+        whole.sha256,
+        whole.version,
+        whole.encoded,
+    )
+    spec = sql.SPECS[DataType.RELEASES]
+    assert sql.build_rows(spec, [slim]) == sql.build_rows(spec, [whole])
+    artist = normalise(DataType.ARTISTS, {"id": 1, "name": "N", "profile": "p"})
+    assert sql.slim_record(DataType.ARTISTS, artist).data == {"name": "N"}
+    bare = Record(id="1", sha256="h", data={"name": "N", "profile": "p"})
+    assert sql.slim_record(DataType.ARTISTS, bare) is bare  # no canonical JSON: kept whole
+
+
 def test_rows_carry_the_dump_version() -> None:
     record = replace(release("8", title="t", released="1999"), version="20260201")
     [row] = sql.build_rows(sql.SPECS[DataType.RELEASES], [record])

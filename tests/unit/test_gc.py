@@ -1,4 +1,4 @@
-"""The collector settings every consumer process runs with (common.service.tune_gc)."""
+"""The collector settings every consumer and decoding process runs with (tune_gc)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from common.service import tune_gc
+from common.decoding import tune_gc
 
 
 @pytest.fixture

@@ -1,0 +1,180 @@
+"""Decoding of message bodies off the event loop: on worker processes, or on a thread.
+
+Decoding a batch message (parsing, normalising and hashing 500 releases) is most of a
+consumer's CPU. On a thread it still shares the interpreter lock with the event loop, so a
+consumer process cannot use more than one core; on worker processes the decoding runs on
+the other cores while the loop keeps the database busy. What crosses back is pickled, so a
+service that needs only part of each record passes a *projection* (a module-level
+function, run in the worker) that keeps just that part: tableinator keeps the canonical
+JSON and the few fields its columns and checks read.
+
+Bodies below ``inline_bytes`` (one-record messages) are decoded on the loop: shipping them
+to a process costs more than decoding them. Sizes are checked before anything is shipped.
+A worker that dies (killed, out of memory) breaks the pool; the body is then decoded on a
+thread and the pool is started anew, so a crash never loses or dead-letters a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
+from types import TracebackType
+from typing import Self
+
+import structlog
+
+from common.messages import DataMessage, InvalidMessage, Message, decode
+from common.records import DataType, Record
+
+log = structlog.get_logger(__name__)
+
+# Decoded records are trees of dicts and lists without reference cycles, allocated by the
+# hundred thousand a second; at the default threshold (700) the cyclic collector runs
+# every few records and rescans everything still held in batches, which tripled the cost
+# of decoding a release. Collections stay on, only much rarer (cycles from the asyncio
+# and broker machinery are still freed).
+_GC_THRESHOLDS = (50_000, 20, 100)
+# Applied to every decoded record in the worker, before it is pickled back.
+Projection = Callable[[DataType, Record], Record]
+# A one-record message is ~3 KB; a batch message of 500 releases ~1.5 MB.
+DEFAULT_INLINE_BYTES = 64 * 1024
+
+
+def tune_gc() -> None:
+    """Move what start-up allocated out of the collector's reach and collect less often.
+
+    Run once by every consumer process and every decoding worker.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
+
+
+def decode_projected(
+    data_type: DataType, body: bytes, max_bytes: int, projection: Projection | None
+) -> Message:
+    """:func:`common.messages.decode`, then ``projection`` on each record (worker side)."""
+    message = decode(data_type, body, max_bytes=max_bytes)
+    if projection is None or not isinstance(message, DataMessage):
+        return message
+    return replace(message, records=[projection(data_type, r) for r in message.records])
+
+
+class Decoder:
+    """Decodes bodies for one service; an async context manager (``close`` is idempotent).
+
+    ``workers``: decoding processes (0: a thread of this process). ``projection``: see the
+    module doc; it must be a module-level function so that it can be pickled.
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int,
+        max_bytes: int,
+        projection: Projection | None = None,
+        inline_bytes: int = DEFAULT_INLINE_BYTES,
+    ) -> None:
+        if workers < 0:
+            raise ValueError(f"workers must be 0 or more; got {workers}")
+        self._workers = workers
+        self._max_bytes = max_bytes
+        self._projection = projection
+        self._inline_bytes = inline_bytes
+        self._pool: ProcessPoolExecutor | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        self._start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    def start(self, data_type: DataType, body: bytes) -> asyncio.Future[Message]:
+        """Begin decoding ``body`` at once (a consumer starts each delivery's decoding as it
+        arrives, so the workers decode ahead while earlier messages are handled).
+
+        The future holds the message, or the ``InvalidMessage`` :meth:`decode` raises.
+        """
+        if self._inline(body):
+            future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+            try:
+                future.set_result(self._call(data_type, body))
+            except InvalidMessage as e:
+                future.set_exception(e)
+            return future
+        return asyncio.ensure_future(self.decode(data_type, body))
+
+    async def decode(self, data_type: DataType, body: bytes) -> Message:
+        """Decode ``body`` received on ``data_type``'s queue; raises ``InvalidMessage``."""
+        if self._inline(body):
+            return self._call(data_type, body)
+        pool = self._pool
+        if pool is None:
+            return await asyncio.to_thread(self._call, data_type, body)
+        loop = asyncio.get_running_loop()
+        args = (data_type, body, self._max_bytes, self._projection)
+        try:
+            return await loop.run_in_executor(pool, decode_projected, *args)
+        except BrokenProcessPool as e:
+            if self._pool is pool:  # the first of the concurrent decodes to notice
+                log.warning("decode worker died; restarting the pool", error=repr(e))
+                self._pool = None
+                await asyncio.to_thread(pool.shutdown, wait=False, cancel_futures=True)
+                self._start()
+            return await asyncio.to_thread(self._call, data_type, body)
+
+    def _inline(self, body: bytes) -> bool:
+        """Small bodies are decoded on the loop; oversized ones are refused unread there."""
+        return len(body) < self._inline_bytes or len(body) > self._max_bytes
+
+    def _call(self, data_type: DataType, body: bytes) -> Message:
+        return decode_projected(data_type, body, self._max_bytes, self._projection)
+
+    def _start(self) -> None:
+        if self._workers and not self._closed and self._pool is None:
+            # spawn: a fork of a process running an event loop and threads is unsafe.
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(
+                self._workers, mp_context=context, initializer=_init_worker
+            )
+            for _ in range(self._workers):  # start them now, beside the service's start-up
+                self._pool.submit(_ready)
+
+
+def _init_worker() -> None:
+    """A worker ignores the terminal's and the process group's stop signals (the consumer
+    drains, then shuts its pool down itself) and exits when the consumer is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # the pool's pipes never close under a worker: watch the parent
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    tune_gc()
+
+
+def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
+    """Exit as soon as the consumer is gone (killed with SIGKILL, it never shuts us down)."""
+    parent.join()
+    os._exit(0)
+
+
+def _ready() -> None:
+    """Run once per worker at start: importing this module readies the decoder."""
