@@ -43,7 +43,8 @@ class Measured:
     batch_p99_ms: float | None
     complete: bool
     steady_rate: float | None  # from the moment it was consuming, so start-up is left out
-    cpu_share: float  # consumer CPU seconds / wall seconds (1.0 = one core busy throughout)
+    # consumer CPU seconds (its decode workers included) / wall seconds (1.0 = one core)
+    cpu_share: float
 
 
 async def prefill(
@@ -101,12 +102,18 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time the process and its children (decode workers) used so far."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if entry.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _batch_latencies(log: Path) -> list[float]:

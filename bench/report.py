@@ -39,6 +39,8 @@ def tables(report: dict[str, Any]) -> str:
             f"{_r(r['batch_vs_baseline'])}x | {_r(b['peak_rss_mb'])} | "
             f"{_r(b['batch_p50_ms'])} / {_r(b['batch_p99_ms'])} |"
         )
+    if any("bounds" in r for r in report["results"]):
+        rows += ["", *_bound_rows(report["results"])]
     if report.get("growth"):
         rows += [
             "",
@@ -77,6 +79,32 @@ def tables(report: dict[str, Any]) -> str:
         f"{machine.get('platform')}; whole run {report.get('seconds')} s.",
     ]
     return "\n".join(rows) + "\n"
+
+
+def _bound_rows(results: list[dict[str, Any]]) -> list[str]:
+    """Each stage alone (bench/bounds.py) and ours against the tightest of them."""
+    rows = [
+        "| consumer | type | writer alone rec/s (server + writer CPU µs/rec) | "
+        "broker intake rec/s, batch / single | decode µs/rec, batch / single | "
+        "CPU bound rec/s, batch / single | ours / bound, batch / single |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        b = r.get("bounds")
+        if not b:
+            continue
+        w, intake, dec, cpu = b["writer_alone"], b["intake"], b["decode_us"], b["cpu_bound"]
+        tight = {m: min(cpu[m], intake[m]) for m in ("batch", "single")}
+        ratio = {m: r[m]["rate"] / tight[m] if tight[m] else None for m in tight}
+        rows.append(
+            f"| {r['consumer']} | {r['data_type']} | {_r(w['rate'])} "
+            f"({_r(w['server_us_per_record'])} + {_r(w['writer_us_per_record'])}) | "
+            f"{_r(intake['batch'])} / {_r(intake['single'])} | "
+            f"{_r(dec['batch'])} / {_r(dec['single'])} | "
+            f"{_r(cpu['batch'])} / {_r(cpu['single'])} | "
+            f"{_r(ratio['batch'], 2)} / {_r(ratio['single'], 2)} |"
+        )
+    return rows
 
 
 def main() -> int:

@@ -24,9 +24,10 @@ from typing import Any
 
 import aio_pika
 
-from bench import harness, stores
+from bench import bounds, harness, stores
 from bench.report import tables as report_tables
 from common.amqp import Names
+from common.decoding import tune_gc
 from common.records import DataType, Record, canonical_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -112,10 +113,32 @@ def ceiling(consumer: str, data_type: DataType, records: list[Record]) -> float:
     return stores.neo4j_ceiling(data_type, records)
 
 
+_INTAKE: dict[tuple[DataType, int], dict[str, float]] = {}
+
+
+def measure_bounds(consumer: str, data_type: DataType, records: list[Record]) -> dict[str, Any]:
+    """Each stage alone (bench/bounds.py); the broker intake once per type and size."""
+    key = (data_type, len(records))
+    if key not in _INTAKE:
+        _INTAKE[key] = bounds.intake(data_type, records)
+    writer = bounds.writer_alone(consumer, data_type, records)
+    decode = bounds.decode_cost(consumer, data_type, records)
+    cores = os.cpu_count() or 1
+    out = {
+        "writer_alone": writer,
+        "intake": _INTAKE[key],
+        "decode_us": decode,
+        "cpu_bound": {mode: bounds.cpu_bound(cores, writer, decode[mode]) for mode in decode},
+    }
+    print(f"  {consumer}-{data_type.value} bounds: {out}", flush=True)
+    return out
+
+
 def bench_type(consumer: str, data_type: DataType, n: int, baseline_s: float) -> dict[str, Any]:
     records = harness.records_for(data_type, n)
     top = ceiling(consumer, data_type, records)
     print(f"  {consumer}-{data_type.value} ceiling: {top:,.0f} records/s", flush=True)
+    limits = measure_bounds(consumer, data_type, records)
     batch = run_case(consumer, data_type, records, batch=500)
     single = run_case(consumer, data_type, records, batch=None)
     base = run_case(consumer, data_type, records, batch=None, baseline=True, limit_s=baseline_s)
@@ -125,6 +148,7 @@ def bench_type(consumer: str, data_type: DataType, n: int, baseline_s: float) ->
         "data_type": data_type.value,
         "n": n,
         "ceiling_rate": round(top, 1),
+        "bounds": limits,
         "batch": batch,
         "single": single,
         "baseline": base,
@@ -226,6 +250,7 @@ def main() -> int:
     parser.add_argument("--baseline-seconds", type=float, default=20.0)
     args = parser.parse_args()
     LOGS.mkdir(parents=True, exist_ok=True)
+    tune_gc()  # as the consumers do: the decode costs measured here must compare
     started = time.monotonic()
     report: dict[str, Any] = {
         "machine": {

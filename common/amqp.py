@@ -157,8 +157,11 @@ class AckWindow:
         self._flushing: asyncio.Task[None] | None = None
 
     def received(self, message: AbstractIncomingMessage) -> None:
-        if message.channel is not self._channel:
-            self._channel = message.channel
+        channel = _channel_of(message)
+        if channel is None:
+            return  # closed already: the broker requeued it; its ack would fail anyway
+        if channel is not self._channel:
+            self._channel = channel
             self._order.clear()
             self._settled.clear()
             self._requeued.clear()
@@ -170,7 +173,8 @@ class AckWindow:
         ``requeued``: it was already returned to the broker (nacked), so the window passes
         over it without acking it (a multiple-ack covers only outstanding deliveries).
         """
-        if message.channel is not self._channel or message.delivery_tag is None:
+        channel = _channel_of(message)
+        if channel is None or channel is not self._channel or message.delivery_tag is None:
             return  # a closed channel's delivery: the broker redelivers it
         self._settled.add(message.delivery_tag)
         if requeued:
@@ -209,6 +213,14 @@ class AckWindow:
             else:
                 last = message
         return last
+
+
+def _channel_of(message: AbstractIncomingMessage) -> object | None:
+    """The channel ``message`` arrived on, or None once that channel is closed."""
+    try:
+        return message.channel
+    except aio_pika.exceptions.ChannelInvalidStateError:
+        return None
 
 
 class AmqpDelivery:

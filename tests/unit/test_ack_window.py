@@ -7,6 +7,7 @@ from typing import cast
 
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.exceptions import ChannelInvalidStateError
 
 from common.amqp import AckWindow
 from common.records import DataType
@@ -14,12 +15,22 @@ from common.records import DataType
 
 @dataclass
 class FakeMessage:
-    """Just what the window reads of a delivery: its channel and tag, and ack()."""
+    """Just what the window reads of a delivery: its channel and tag, and ack().
 
-    channel: object
+    Like aio-pika's, reading ``channel`` raises once the channel is closed.
+    """
+
+    open_channel: object
     delivery_tag: int
     acks: list[tuple[int, bool]] = field(default_factory=list)
     fail: bool = False
+    closed: bool = False
+
+    @property
+    def channel(self) -> object:
+        if self.closed:
+            raise ChannelInvalidStateError
+        return self.open_channel
 
     async def ack(self, multiple: bool = False) -> None:
         if self.fail:
@@ -94,6 +105,17 @@ async def test_an_ack_on_a_closed_channel_is_logged_not_raised() -> None:
     (message,) = received(window, "ch", range(1, 2), log)
     message.fail = True
     await settle(window, message)
+    assert log == []
+
+
+async def test_deliveries_of_a_closed_channel_are_passed_over_without_error() -> None:
+    window, log = fresh()
+    m1, m2 = received(window, "ch", range(1, 3), log)
+    m1.closed = m2.closed = True  # the connection dropped; the broker requeued both
+    await settle(window, m1, m2)
+    late = FakeMessage("ch", 3, acks=log, closed=True)
+    window.received(as_incoming(late))
+    await settle(window, late)
     assert log == []
 
 
