@@ -159,9 +159,10 @@ async def _intake(data_type: DataType, records: list[Record], batch: int | None)
                 done.set()
 
         started = time.perf_counter()
-        await queue.consume(receive)
+        tag = await queue.consume(receive)
         await asyncio.wait_for(done.wait(), timeout=600)
         seconds = time.perf_counter() - started
+        await queue.cancel(tag)
         for t in DataType:
             for name in (names.queue(t), names.dead_letter_queue(t)):
                 await channel.queue_delete(name)

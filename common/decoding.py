@@ -26,11 +26,10 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
-from types import TracebackType
-from typing import Self
 
 import structlog
 
+from common.lifecycle import AsyncResource
 from common.messages import DataMessage, InvalidMessage, Message, decode
 from common.records import DataType, Record
 
@@ -68,7 +67,7 @@ def decode_projected(
     return replace(message, records=[projection(data_type, r) for r in message.records])
 
 
-class Decoder:
+class Decoder(AsyncResource):
     """Decodes bodies for one service; an async context manager (``close`` is idempotent).
 
     ``workers``: decoding processes (0: a thread of this process). ``projection``: see the
@@ -92,14 +91,8 @@ class Decoder:
         self._pool: ProcessPoolExecutor | None = None
         self._closed = False
 
-    async def __aenter__(self) -> Self:
+    async def open(self) -> None:
         self._start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         self._closed = True

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import orjson
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from common.lifecycle import AsyncResource
 
 log = structlog.get_logger(__name__)
 
@@ -22,7 +23,7 @@ HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
 Refresh = Callable[[], Awaitable[None]]
 
 
-class HealthServer:
+class HealthServer(AsyncResource):
     """Serves health and metrics on ``host:port`` (port 0 picks a free one)."""
 
     def __init__(
@@ -47,15 +48,9 @@ class HealthServer:
             return self._port
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def __aenter__(self) -> Self:
+    async def open(self) -> None:
         self._server = await asyncio.start_server(self._handle, self._host, self._port)
         log.info("health server listening", host=self._host, port=self.port)
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         if self._server is not None:

@@ -10,13 +10,12 @@ publishing fast; the bound keeps memory flat. The producer declares exchanges on
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
-from typing import Self
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aio_pika.exceptions import AMQPError, DeliveryError, PublishError
 
+from common.lifecycle import AsyncResource
 from common.records import DataType
 from common.settings import redact_url
 
@@ -25,7 +24,7 @@ class PublishFailed(Exception):
     """The broker did not take a message (or could not be reached); ``str(e)`` is one line."""
 
 
-class ConfirmingPublisher:
+class ConfirmingPublisher(AsyncResource):
     """Publishes message bodies to the ``{prefix}-{type}`` fanout exchanges, confirmed."""
 
     def __init__(
@@ -52,18 +51,6 @@ class ConfirmingPublisher:
 
     def exchange_name(self, data_type: DataType) -> str:
         return f"{self._prefix}-{data_type.value}"
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def open(self) -> None:
         """Connect and declare the four durable fanout exchanges."""
@@ -109,7 +96,7 @@ class ConfirmingPublisher:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Let unconfirmed messages settle (within the confirm timeout), then disconnect."""
         if self._closed:
             return

@@ -16,9 +16,8 @@ import itertools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
+from common.lifecycle import AsyncResource
 from common.records import Record
 from extractor.xmlparse import DumpError, DumpFile, Progress, iter_records
 
@@ -34,7 +33,7 @@ class Chunk:
     fraction: float
 
 
-class ChunkReader:
+class ChunkReader(AsyncResource):
     """Async reader of one dump file in chunks of ``chunk_size`` records.
 
     ``next()`` returns ``None`` at the end of the file and raises
@@ -54,17 +53,6 @@ class ChunkReader:
         self._broken: DumpError | None = None
         self._closed = False
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def next(self) -> Chunk | None:
         if self._closed:
             raise RuntimeError("ChunkReader is closed")
@@ -75,7 +63,7 @@ class ChunkReader:
             self._pending = self._read_ahead()
         return chunk
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Wait for a read in progress (its result is dropped), then close the file."""
         if self._closed:
             return

@@ -44,6 +44,14 @@ CONSTRAINTS: tuple[str, ...] = tuple(
     for label, key in _KEYS
 )
 
+# Every batch statement keeps its first plan. Each plan is index seeks and unique-key
+# merges whatever the statistics say (tests/integration/test_graphinator_writer.py checks
+# them on an empty graph), but while a first load grows the graph from nothing Neo4j
+# would replan the cached statements every 10 s as their statistics diverge, and with a
+# dozen statements per batch that stalled writes for seconds (2-3 s batches, several in a
+# row, in the bench).
+KEEP_PLAN = "CYPHER replan=skip "
+
 # The hash gate, in one statement (no read-then-write race). A record rewrites its node
 # when the stored hash is absent or different AND the node was not stored from a newer
 # dump version (`seen`, YYYYMMDD, compared as text); the returned ids are the changed
@@ -51,7 +59,7 @@ CONSTRAINTS: tuple[str, ...] = tuple(
 # record only moves `seen` forward, touching no relationship. `SET n = ...` drops
 # properties a record lost; a record without a version keeps the stored `seen`.
 MERGE_NODES: dict[DataType, str] = {
-    data_type: f"UNWIND $rows AS row MERGE (n:{label} {{id: row.id}}) "
+    data_type: f"{KEEP_PLAN}UNWIND $rows AS row MERGE (n:{label} {{id: row.id}}) "
     "WITH n, row, coalesce(n.placeholder, true) AS added, n.seen AS seen "
     "WITH n, row, added, seen, "
     "(seen IS NULL OR row.version IS NULL OR seen <= row.version) AS in_order "
@@ -69,21 +77,22 @@ MERGE_NODES: dict[DataType, str] = {
 # A referenced node that has no record yet: it keeps the smallest name any reference
 # gave it (so the result does not depend on arrival order) until its record completes it.
 PLACEHOLDER: dict[str, str] = {
-    label: f"UNWIND $rows AS row MERGE (n:{label} {{id: row.id}}) "
+    label: f"{KEEP_PLAN}UNWIND $rows AS row MERGE (n:{label} {{id: row.id}}) "
     "ON CREATE SET n.placeholder = true, n.name = row.name "
     "WITH n, row WHERE n.placeholder AND row.name IS NOT NULL "
     "AND (n.name IS NULL OR row.name < n.name) SET n.name = row.name"
     for label in (ARTIST, LABEL, MASTER)
 }
 TAG: dict[str, str] = {
-    label: f"UNWIND $rows AS row MERGE (:{label} {{name: row.name}})" for label in (GENRE, STYLE)
+    label: f"{KEEP_PLAN}UNWIND $rows AS row MERGE (:{label} {{name: row.name}})"
+    for label in (GENRE, STYLE)
 }
 
 # Former targets of removed edges (element ids, valid within the transaction) that are
 # now placeholders or tags with no relationship left: a fresh load would not have them.
 # The edge removal locked them, so no concurrent transaction can link them unseen.
 ORPHANS = (
-    "UNWIND $rows AS row MATCH (t) WHERE elementId(t) = row.id "
+    f"{KEEP_PLAN}UNWIND $rows AS row MATCH (t) WHERE elementId(t) = row.id "
     "AND (t.placeholder OR t:Genre OR t:Style) AND NOT EXISTS { (t)--() } "
     "DELETE t RETURN count(t) AS deleted"
 )
@@ -91,7 +100,7 @@ ORPHANS = (
 
 def _delete(label: str, pattern: str) -> str:
     return (
-        f"UNWIND $rows AS row MATCH (:{label} {{id: row.id}}){pattern} "
+        f"{KEEP_PLAN}UNWIND $rows AS row MATCH (:{label} {{id: row.id}}){pattern} "
         "DELETE r RETURN elementId(t) AS t"
     )
 
@@ -99,7 +108,7 @@ def _delete(label: str, pattern: str) -> str:
 def _unflag(label: str, pattern: str, rel: str, flag: str, other: str) -> str:
     """Withdraw this record's definition of a two-sided edge; delete it if none is left."""
     return (
-        f"UNWIND $rows AS row MATCH (:{label} {{id: row.id}}){pattern.format(rel=rel)} "
+        f"{KEEP_PLAN}UNWIND $rows AS row MATCH (:{label} {{id: row.id}}){pattern.format(rel=rel)} "
         f"WHERE r.{flag} REMOVE r.{flag} WITH r, t WHERE r.{other} IS NULL "
         "DELETE r RETURN elementId(t) AS t"
     )
@@ -107,21 +116,21 @@ def _unflag(label: str, pattern: str, rel: str, flag: str, other: str) -> str:
 
 def _create(src: str, rel: str, dst: str, key: str = "id", props: str = "") -> str:
     return (
-        f"UNWIND $rows AS row MATCH (s:{src} {{id: row.src}}) "
+        f"{KEEP_PLAN}UNWIND $rows AS row MATCH (s:{src} {{id: row.src}}) "
         f"MATCH (t:{dst} {{{key}: row.dst}}) CREATE (s)-[:{rel}{props}]->(t)"
     )
 
 
 def _flagged(label: str, rel: str, flag: str) -> str:
     return (
-        f"UNWIND $rows AS row MATCH (s:{label} {{id: row.src}}) "
+        f"{KEEP_PLAN}UNWIND $rows AS row MATCH (s:{label} {{id: row.src}}) "
         f"MATCH (t:{label} {{id: row.dst}}) MERGE (s)-[r:{rel}]->(t) SET r.{flag} = true"
     )
 
 
 _OUT, _IN = "-[r:{rel}]->(t)", "<-[r:{rel}]-(t)"
 # BY and CREDITED_ON both lock artists: one statement, rows sorted by artist, one lock order.
-_RELEASE_ARTIST = (
+_RELEASE_ARTIST = KEEP_PLAN + (
     "UNWIND $rows AS row MATCH (s:Release {id: row.src}) MATCH (t:Artist {id: row.dst}) "
     "FOREACH (_ IN CASE WHEN row.kind = 'by' THEN [1] ELSE [] END | CREATE (s)-[:BY]->(t)) "
     "FOREACH (_ IN CASE WHEN row.kind = 'credit' THEN [1] ELSE [] END | "

@@ -20,6 +20,7 @@ from neo4j import AsyncDriver, AsyncGraphDatabase
 from common.records import DataType, Record, normalise
 from common.sink import BatchRejected, TransientWriteError, WriteResult
 from extractor.xmlparse import DumpFile, iter_records
+from graphinator import cypher
 from graphinator.writer import Neo4jWriter
 from tests import xmlcount
 from tests.conftest import clear_graph
@@ -112,6 +113,40 @@ async def until_written(write: Callable[[], Awaitable[WriteResult]]) -> WriteRes
 
 def release(ident: int, **fields: Any) -> Record:
     return normalise(DataType.RELEASES, {"id": str(ident), "title": f"r{ident}", **fields})
+
+
+def _operators(plan: Any) -> list[str]:
+    names = [plan["operatorType"].split("@")[0]]
+    for child in plan.get("children", []):
+        names += _operators(child)
+    return names
+
+
+BATCH_STATEMENTS = [
+    *cypher.MERGE_NODES.values(),
+    *cypher.PLACEHOLDER.values(),
+    *cypher.TAG.values(),
+    *(q for plan in cypher.PLANS.values() for q in plan.owned),
+    *(q for plan in cypher.PLANS.values() for _, q in plan.edges),
+    cypher.ORPHANS,
+]
+
+
+async def test_batch_statements_seek_by_key_even_on_an_empty_graph(
+    neo4j_driver: AsyncDriver,
+) -> None:
+    """The plans batch statements keep (replan=skip) are made on whatever graph there is
+    when they first run, often an empty one: they must not scan a label or the store."""
+    await ready_writer(neo4j_driver)
+    async with neo4j_driver.session() as session:
+        for statement in BATCH_STATEMENTS:
+            result = await session.run("EXPLAIN " + statement, rows=[])
+            summary = await result.consume()
+            assert summary.plan is not None
+            operators = _operators(summary.plan)
+            scans = [op for op in operators if "Scan" in op]
+            assert not scans, (statement, operators)
+            assert any("Seek" in op for op in operators), (statement, operators)
 
 
 async def test_setup_is_idempotent(neo4j_driver: AsyncDriver) -> None:

@@ -58,7 +58,7 @@ async def test_closing_early_is_clean_and_idempotent() -> None:
     chunk = await reader.next()
     assert chunk is not None
     assert chunk.records == 10
-    await reader.aclose()
-    await reader.aclose()
+    await reader.close()
+    await reader.close()
     with pytest.raises(RuntimeError):
         await reader.next()

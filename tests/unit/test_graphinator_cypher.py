@@ -74,7 +74,22 @@ def test_scan_statements_hold_no_values(query: str) -> None:
 def test_statements_hold_no_values_and_fixed_names_only(query: str) -> None:
     _fixed_names_only(query)
     if not query.startswith("CREATE CONSTRAINT"):
-        assert query.startswith("UNWIND $rows AS row ")
+        assert query.removeprefix(cypher.KEEP_PLAN).startswith("UNWIND $rows AS row ")
+
+
+BATCH_STATEMENTS = [
+    *cypher.MERGE_NODES.values(),
+    *cypher.PLACEHOLDER.values(),
+    *cypher.TAG.values(),
+    *(q for plan in cypher.PLANS.values() for q in plan.owned),
+    *(q for plan in cypher.PLANS.values() for _, q in plan.edges),
+    cypher.ORPHANS,
+]
+
+
+@pytest.mark.parametrize("query", BATCH_STATEMENTS)
+def test_batch_statements_keep_their_first_plan(query: str) -> None:
+    assert query.startswith("CYPHER replan=skip UNWIND $rows AS row ")
 
 
 def test_constraints_are_idempotent_and_cover_every_key() -> None:

@@ -1,0 +1,43 @@
+"""common.lifecycle.AsyncResource: open on entry, close on exit (also after an error)."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.lifecycle import AsyncResource
+
+
+class Tracked(AsyncResource):
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def open(self) -> None:
+        self.events.append("open")
+
+    async def close(self) -> None:
+        self.events.append("close")
+
+
+async def test_entering_opens_and_leaving_closes() -> None:
+    resource = Tracked()
+    async with resource as entered:
+        assert entered is resource
+        assert resource.events == ["open"]
+    assert resource.events == ["open", "close"]
+
+
+async def test_an_error_inside_still_closes_and_propagates() -> None:
+    resource = Tracked()
+    with pytest.raises(RuntimeError, match="boom"):
+        async with resource:
+            raise RuntimeError("boom")
+    assert resource.events == ["open", "close"]
+
+
+async def test_open_does_nothing_unless_overridden() -> None:
+    class Plain(AsyncResource):
+        async def close(self) -> None:
+            pass
+
+    async with Plain() as plain:
+        assert isinstance(plain, Plain)
