@@ -56,6 +56,7 @@ ALLOWED = {
     ("graphinator/cypher.py", "dst"),
     ("graphinator/cypher.py", "props"),
     ("graphinator/cypher.py", "STATE"),
+    ("graphinator/cypher.py", "KEEP_PLAN"),  # the constant query option "CYPHER replan=skip "
     ("graphinator/cypher.py", "one"),
     ("graphinator/cypher.py", "stale.format(v='$version')"),
     ("graphinator/cypher.py", "stale.format(v='row.version')"),
