@@ -39,6 +39,7 @@ class Measured:
     seconds: float
     rate: float
     peak_rss_mb: float
+    workers_rss_mb: float  # peak RSS of its child processes together (decode workers)
     batch_p50_ms: float | None
     batch_p99_ms: float | None
     complete: bool
@@ -101,18 +102,29 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (a consumer's decode workers, its resource tracker)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == str(pid):
+                out.append(int(entry.name))
+    return out
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time the process and its children (decode workers) used so far."""
     total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for each in (pid, *_children(pid)):
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if entry.name == str(pid) or fields[1] == str(pid):
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
 
@@ -174,6 +186,7 @@ def run_consumer(
         seconds = time.monotonic() - started
         finished_wall = time.time()
         rss = _peak_rss_mb(proc.pid)
+        workers_rss = sum(_peak_rss_mb(child) for child in _children(proc.pid))
         cpu = _cpu_seconds(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -192,6 +205,7 @@ def run_consumer(
         seconds=round(seconds, 2),
         rate=round((expected if done else committed) / seconds, 1),
         peak_rss_mb=round(rss, 1),
+        workers_rss_mb=round(workers_rss, 1),
         batch_p50_ms=_pct(latencies, 0.5),
         batch_p99_ms=_pct(latencies, 0.99),
         complete=done,

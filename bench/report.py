@@ -25,7 +25,8 @@ def _r(value: float | None, digits: int = 0) -> str:
 def tables(report: dict[str, Any]) -> str:
     rows = [
         "| consumer | type | N | ceiling rec/s | ours, batch msgs (steady) | ours, single msgs | "
-        "baseline | batch / ceiling | single / ceiling | batch / baseline | peak RSS MB | "
+        "baseline | batch / ceiling | single / ceiling | batch / baseline | "
+        "peak RSS MB, consumer + decode worker | "
         "batch p50 / p99 ms |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -36,7 +37,8 @@ def tables(report: dict[str, Any]) -> str:
             f"{_r(b['rate'])} ({_r(b.get('steady_rate'))}) | {_r(s['rate'])} | "
             f"{_r(base['rate'], 1)} | "
             f"{_r(r['batch_vs_ceiling'], 2)} | {_r(r['single_vs_ceiling'], 2)} | "
-            f"{_r(r['batch_vs_baseline'])}x | {_r(b['peak_rss_mb'])} | "
+            f"{_r(r['batch_vs_baseline'])}x | "
+            f"{_r(b['peak_rss_mb'])} + {_r(b.get('workers_rss_mb'))} | "
             f"{_r(b['batch_p50_ms'])} / {_r(b['batch_p99_ms'])} |"
         )
     if any("bounds" in r for r in report["results"]):
