@@ -15,12 +15,10 @@ machine's cores, leaves no room for it (docs/performance.md, "What bounds each c
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -40,25 +38,12 @@ from tableinator.writer import PostgresWriter
 
 BATCH = 500
 CONCURRENT = 2  # the services' default POSTGRES/NEO4J_MAX_CONCURRENT_FLUSHES
-_TCK = os.sysconf("SC_CLK_TCK")
 _SERVER_PROCESSES = {"tableinator": ("postgres",), "graphinator": ("java",)}
 
 
 def _cpu_by_name(prefixes: Sequence[str]) -> dict[int, float]:
     """CPU seconds so far of every process whose name starts with one of ``prefixes``."""
-    out = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        if name.startswith(tuple(prefixes)):
-            fields = stat.rsplit(")", 1)[1].split()
-            out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / _TCK
-    return out
+    return {p.pid: p.cpu_s for p in harness.processes() if p.name.startswith(tuple(prefixes))}
 
 
 @contextmanager

@@ -102,30 +102,32 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (a consumer's decode workers, its resource tracker)."""
+@dataclass(frozen=True)
+class Proc:
+    """One process as /proc shows it: name, parent, CPU seconds (user + system) so far."""
+
+    pid: int
+    name: str
+    ppid: int
+    cpu_s: float
+
+
+def processes() -> list[Proc]:
+    """Every process on the machine, read from /proc (those that vanish meanwhile skipped)."""
     out = []
+    tick = os.sysconf("SC_CLK_TCK")
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[1] == str(pid):
-                out.append(int(entry.name))
-    return out
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process and its children (decode workers) used so far."""
-    total = 0.0
-    for each in (pid, *_children(pid)):
+        if not entry.name.isdigit():
+            continue
         try:
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            stat = (entry / "stat").read_text()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        out.append(Proc(int(entry.name), name, int(fields[1]), cpu))
+    return out
 
 
 def _batch_latencies(log: Path) -> list[float]:
@@ -186,8 +188,9 @@ def run_consumer(
         seconds = time.monotonic() - started
         finished_wall = time.time()
         rss = _peak_rss_mb(proc.pid)
-        workers_rss = sum(_peak_rss_mb(child) for child in _children(proc.pid))
-        cpu = _cpu_seconds(proc.pid)
+        family = [p for p in processes() if proc.pid in (p.pid, p.ppid)]  # + decode workers
+        workers_rss = sum(_peak_rss_mb(p.pid) for p in family if p.pid != proc.pid)
+        cpu = sum(p.cpu_s for p in family)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -152,8 +152,8 @@ class AckWindow:
         self._data_type = data_type
         self._channel: object = None
         self._order: deque[AbstractIncomingMessage] = deque()
-        self._settled: set[int] = set()
-        self._requeued: set[int] = set()
+        # Settled delivery tags, each mapped to whether it is to be acked (not requeued).
+        self._settled: dict[int, bool] = {}
         self._flushing: asyncio.Task[None] | None = None
 
     def received(self, message: AbstractIncomingMessage) -> None:
@@ -164,7 +164,6 @@ class AckWindow:
             self._channel = channel
             self._order.clear()
             self._settled.clear()
-            self._requeued.clear()
         self._order.append(message)
 
     def settled(self, message: AbstractIncomingMessage, *, requeued: bool = False) -> None:
@@ -176,9 +175,7 @@ class AckWindow:
         channel = _channel_of(message)
         if channel is None or channel is not self._channel or message.delivery_tag is None:
             return  # a closed channel's delivery: the broker redelivers it
-        self._settled.add(message.delivery_tag)
-        if requeued:
-            self._requeued.add(message.delivery_tag)
+        self._settled[message.delivery_tag] = not requeued
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
 
@@ -207,10 +204,7 @@ class AckWindow:
         last = None
         while self._order and (tag := self._order[0].delivery_tag) in self._settled:
             message = self._order.popleft()
-            self._settled.discard(tag)
-            if tag in self._requeued:
-                self._requeued.discard(tag)
-            else:
+            if self._settled.pop(tag):
                 last = message
         return last
 

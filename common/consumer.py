@@ -23,14 +23,13 @@ from common.messages import (
 )
 from common.metrics import Metrics
 from common.records import DataType
-from common.retry import MAX_BACKOFF, backoff_delay
+from common.retry import backoff_delay
 from common.sink import TransientWriteError, Writer
 
 log = structlog.get_logger(__name__)
 
 _T = TypeVar("_T")
 Decoding = asyncio.Future[Message]
-_MAX_BACKOFF = MAX_BACKOFF
 
 
 class MessageHandler:
@@ -176,7 +175,7 @@ class MessageHandler:
                 return await call()
             except (TransientWriteError, *SETTLE_ERRORS) as e:
                 attempt += 1
-                delay = backoff_delay(attempt, cap=_MAX_BACKOFF)
+                delay = backoff_delay(attempt)
                 log.warning(
                     "completion retry",
                     service=self._service,

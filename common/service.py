@@ -298,8 +298,9 @@ def run_main(
         sys.stderr.write(f"{name}: {e}\n")
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    # Batch messages are decoded on a worker thread; a short switch interval hands the
-    # interpreter back to the event loop often, so database round trips are not held up.
+    # With DECODE_WORKERS=0 batch messages are decoded on a thread; a short switch interval
+    # hands the interpreter back to the event loop often, so database round trips are not
+    # held up behind a decode.
     sys.setswitchinterval(_SWITCH_INTERVAL_S)
     tune_gc()
     if warning := settings.prefetch_warning():

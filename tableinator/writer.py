@@ -153,6 +153,8 @@ class PostgresWriter:
         Every build runs to its end even when another fails (each is useful work and
         idempotent); the first failure is raised afterwards.
         """
+        if not indexes:
+            return
         queue = sorted(indexes, key=lambda index: index.method != "gin")
 
         async def builder() -> None:

@@ -49,6 +49,8 @@ SAMPLES = ROOT / "data" / "samples"
 SERVICES_SH = ROOT / "scripts" / "services.sh"
 VERSION = "20260101"
 SERVICES = ("graphinator", "tableinator")
+# The consumer that writes each store, as the reliability table names them.
+_SERVICE_OF_STORE = {"postgres": "tableinator", "neo4j": "graphinator"}
 NODE_LABEL = {
     DataType.ARTISTS: "Artist",
     DataType.LABELS: "Label",
@@ -745,14 +747,6 @@ class Reliability:
         got: dict[str, Tally] = {}
         if dsn is not None:
             got["postgres"] = tally(expected, pg_state(dsn), content=pg_content)
-            self.add(
-                case.name,
-                "postgres",
-                got["postgres"],
-                dead_lettered=dead.get("tableinator", 0),
-                seconds=case.seconds,
-                note=note,
-            )
         if graph:
             assert not graph_interfered(), (
                 "another test run emptied the shared graph during this case (the sentinel "
@@ -761,11 +755,12 @@ class Reliability:
             got["neo4j"] = tally(
                 expected, graph_state(), content=graph_content, extra_duplicates=graph_duplicates()
             )
+        for store, counted in got.items():
             self.add(
                 case.name,
-                "neo4j",
-                got["neo4j"],
-                dead_lettered=dead.get("graphinator", 0),
+                store,
+                counted,
+                dead_lettered=dead.get(_SERVICE_OF_STORE[store], 0),
                 seconds=case.seconds,
                 note=note,
             )
