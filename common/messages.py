@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-from common.records import DataType, InvalidRecord, Record, normalise
+from common.normalise import normalise
+from common.records import DataType, InvalidRecord, Record
 
 _DUMP_VERSION_RE = re.compile(r"[0-9]{8}")
 _VERSION_RE = re.compile(r"discogs_([0-9]{8})_")

@@ -1,27 +1,19 @@
-"""Discogs records: the data types, and normalisation of both wire shapes into one.
+"""Discogs records: the data types and the normalised record (``Record``).
 
-Producers publish either the *normalised* shape (wrappers flattened, lists always arrays,
-no XML attribute prefixes) or the older *raw* shape (the XML turned into JSON the xmltodict
-way). :func:`normalise` turns either into the normalised shape and is idempotent, so a
-normalised record passes through unchanged. Pure: no I/O.
-
-Rules beyond the wire contract (documented in docs/wire-format.md):
-- ids are decimal strings (``123`` and ``"123"`` are one record);
-- empty values (``None``, ``""``, ``{}``, ``[]``) are dropped, so absent and empty agree;
-- ``year`` is an integer when it parses, otherwise dropped;
-- a string holding NUL (``\\u0000``) makes the record invalid: neither PostgreSQL text nor
-  jsonb can store it, and silently altering data is worse than dead-lettering it.
+The normaliser that builds records from either wire shape is :mod:`common.normalise`.
+Pure: no I/O.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import orjson
+
+_YEAR_RE = re.compile(r"\s*([0-9]{4})")
 
 
 class DataType(StrEnum):
@@ -49,99 +41,6 @@ class Record:
     encoded: bytes | None = field(default=None, compare=False, repr=False)
 
 
-# Wrapper element -> its child element, as in the XML dumps (same names in every file).
-_WRAPPERS: dict[str, str] = {
-    "urls": "url",
-    "namevariations": "name",
-    "aliases": "name",
-    "members": "name",
-    "groups": "name",
-    "sublabels": "label",
-    "images": "image",
-    "artists": "artist",
-    "extraartists": "artist",
-    "labels": "label",
-    "genres": "genre",
-    "styles": "style",
-    "videos": "video",
-    "formats": "format",
-    "descriptions": "description",
-    "tracklist": "track",
-    "sub_tracks": "track",
-    "identifiers": "identifier",
-    "companies": "company",
-}
-# Lists of plain strings; every other wrapper holds objects.
-_TEXT_LISTS = frozenset({"urls", "namevariations", "genres", "styles", "descriptions"})
-# Lists of references whose element text is the referenced entity's name.
-_REF_LISTS = frozenset({"aliases", "members", "groups", "sublabels"})
-# Single references: element text is the name, attribute id the id.
-_REF_FIELDS = frozenset({"parentLabel"})
-# Fields holding another record's id.
-_ID_FIELDS = frozenset({"id", "main_release", "master_id"})
-# Fields that must hold text (numbers are accepted and kept as given).
-_SCALARS = frozenset(
-    {
-        "name",
-        "title",
-        "realname",
-        "profile",
-        "country",
-        "released",
-        "notes",
-        "data_quality",
-        "contactinfo",
-        "status",
-        "catno",
-        "role",
-        "anv",
-        "join",
-        "position",
-        "duration",
-    }
-)
-_ID_RE = re.compile(r"[0-9]{1,19}")
-# A canonical id: no sign, space or leading zero, and short enough to be below _MAX_ID.
-_CANONICAL_ID = re.compile(r"[1-9][0-9]{0,17}").fullmatch
-_MAX_ID = 2**63 - 1  # ids are stored as 64-bit integers downstream
-_YEAR_RE = re.compile(r"\s*([0-9]{4})")
-_MAX_DEPTH = 32
-# First characters of the raw shape's XML attribute and text keys.
-_MARKS = frozenset({"@", "#"})
-# Keys whose string values need more than copying (ids, years, wrappers, references).
-_SPECIAL = _ID_FIELDS | _WRAPPERS.keys() | _REF_FIELDS | {"year", "is_main_release"}
-# Message-level keys that are not part of the record.
-_ENVELOPE_KEYS = frozenset({"type", "sha256", "version"})
-# orjson's escape of a NUL character, not preceded by an escaped backslash (so a literal
-# backslash followed by "u0000" in the text is not mistaken for one).
-_NUL_RE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
-
-
-def normalise(data_type: DataType, obj: object) -> Record:
-    """Normalise one record of either wire shape; raise :class:`InvalidRecord` if impossible."""
-    if not isinstance(obj, dict):
-        raise InvalidRecord(f"record must be a JSON object, got {type(obj).__name__}")
-    given_hash = obj.get("sha256")
-    body = {k: v for k, v in obj.items() if k not in _ENVELOPE_KEYS}
-    data = _object(body, ref=False, depth=0)
-    if data.get("id") is None:
-        raise InvalidRecord("record has no id")
-    if data_type is DataType.RELEASES and "master_id" in body:
-        _main_release_flag(body["master_id"], data)
-    if given_hash is not None and (
-        not isinstance(given_hash, str) or not given_hash or "\x00" in given_hash
-    ):
-        raise InvalidRecord("sha256 must be a non-empty string")
-    try:
-        encoded = canonical_json(data)
-    except orjson.JSONEncodeError as e:  # an integer beyond 64 bits, a non-JSON value
-        raise InvalidRecord(f"record cannot be serialised as JSON: {e}") from e
-    if b"\\u0000" in encoded and _NUL_RE.search(encoded):  # substring test first: fast
-        raise InvalidRecord("a string holds NUL (\\u0000), which PostgreSQL cannot store")
-    sha = given_hash if isinstance(given_hash, str) else hashlib.sha256(encoded).hexdigest()
-    return Record(id=data["id"], sha256=sha, data=data, encoded=encoded)
-
-
 def canonical_json(data: dict[str, Any]) -> bytes:
     """A stable serialisation (sorted keys) used for hashing and comparisons."""
     return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
@@ -155,145 +54,3 @@ def release_year(released: object) -> int | None:
         year = int(m.group(1))
         return year if year >= 1000 else None
     return None
-
-
-def _main_release_flag(raw: object, data: dict[str, Any]) -> None:
-    if isinstance(raw, dict):
-        flag = raw.get("@is_main_release", raw.get("is_main_release"))
-        if flag is not None:
-            data["is_main_release"] = str(flag).lower() == "true"
-
-
-def _object(obj: dict[str, Any], *, ref: bool, depth: int) -> dict[str, Any]:
-    if depth > _MAX_DEPTH:
-        raise InvalidRecord("record nests deeper than any Discogs record")
-    out: dict[str, Any] = {}
-    for raw_key, value in obj.items():
-        key = _key(raw_key, ref=ref) if raw_key[:1] in _MARKS else raw_key
-        if type(value) is str and key not in _SPECIAL:
-            if value:  # hot path: plain text, the bulk of every record
-                out[key] = value
-            continue
-        if key == "is_main_release" and "is_main_release" in out:
-            continue
-        norm = _field(key, value, depth=depth + 1)
-        if not _is_empty(norm):
-            out[key] = norm
-    return out
-
-
-def _key(raw_key: str, *, ref: bool) -> str:
-    if raw_key[:1] not in _MARKS:
-        return raw_key
-    if raw_key == "#text":
-        return "name" if ref else "text"
-    return raw_key[1:] if raw_key.startswith("@") else raw_key
-
-
-def _field(key: str, value: Any, *, depth: int) -> Any:
-    if key in _ID_FIELDS:
-        return _id(key, value)
-    if key == "year":
-        return release_year(value)
-    if key in _WRAPPERS:
-        return _list(key, value, depth=depth)
-    if key in _REF_FIELDS:
-        return _ref(key, value, depth=depth)
-    return _plain(key, value, depth=depth)
-
-
-def _id(key: str, value: Any) -> str | None:
-    if type(value) is str and _CANONICAL_ID(value):  # hot path: already canonical
-        return value
-    if isinstance(value, dict):
-        if not _has_text(value, "#text", "text", "id"):
-            raise InvalidRecord(f"field {key!r} must be a string or integer id, got an object")
-        value = value.get("#text", value.get("text", value.get("id")))
-    if _is_empty(value):
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise InvalidRecord(f"field {key!r} must be a string or integer id")
-    text = str(value).strip()
-    if not _ID_RE.fullmatch(text) or int(text) > _MAX_ID:
-        raise InvalidRecord(f"field {key!r} is not a Discogs id (decimal digits): {text[:40]!r}")
-    return str(int(text))  # canonical: "0123", " 123" and 123 are all "123"
-
-
-def _has_text(obj: dict[str, Any], *keys: str) -> bool:
-    """Whether ``obj`` holds one of ``keys``, or only XML attributes (an empty element)."""
-    return any(k in obj for k in keys) or all(k.startswith("@") for k in obj)
-
-
-def _list(key: str, value: Any, *, depth: int) -> list[Any]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, dict):
-        child = _WRAPPERS[key]
-        value = value.get(child, value or [])
-    items = value if isinstance(value, list) else [value]
-    if key in _TEXT_LISTS:
-        return [t for item in items if (t := _text_item(key, item)) is not None]
-    ref = key in _REF_LISTS
-    out = []
-    for item in items:
-        if type(item) is dict:  # hot path: an object, as in the normalised shape
-            obj = item
-        elif _is_empty(item):
-            continue
-        elif ref and isinstance(item, str):
-            obj = {"name": item}
-        else:
-            raise InvalidRecord(f"field {key!r} must hold objects, got {type(item).__name__}")
-        norm = _object(obj, ref=ref, depth=depth)
-        if norm:
-            out.append(norm)
-    return out
-
-
-def _text_item(key: str, item: Any) -> str | None:
-    if type(item) is str:  # hot path
-        return item or None
-    if isinstance(item, dict):
-        if not _has_text(item, "#text", "text"):
-            raise InvalidRecord(f"field {key!r} must hold strings, got an object")
-        item = item.get("#text", item.get("text"))
-    if item is None or item == "":
-        return None
-    if isinstance(item, bool) or not isinstance(item, str | int | float):
-        raise InvalidRecord(f"field {key!r} must hold strings, got {type(item).__name__}")
-    return str(item)
-
-
-def _ref(key: str, value: Any, *, depth: int) -> dict[str, Any] | None:
-    if _is_empty(value):
-        return None
-    if isinstance(value, str):
-        return {"name": value}
-    if not isinstance(value, dict):
-        raise InvalidRecord(f"field {key!r} must be an object")
-    return _object(value, ref=True, depth=depth)
-
-
-def _plain(key: str, value: Any, *, depth: int) -> Any:
-    if depth > _MAX_DEPTH:
-        raise InvalidRecord("record nests deeper than any Discogs record")
-    if isinstance(value, dict) and set(value) == {"#text"}:
-        value = value["#text"]
-    if _is_empty(value):
-        return None
-    if key in _SCALARS:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidRecord(f"field {key!r} must be text, got {type(value).__name__}")
-        return value
-    if isinstance(value, dict):
-        return _object(value, ref=False, depth=depth)
-    if isinstance(value, list):
-        items = (_plain(key, v, depth=depth + 1) for v in value)
-        return [v for v in items if not _is_empty(v)]
-    return value
-
-
-def _is_empty(value: Any) -> bool:
-    return value is None or (not value and isinstance(value, str | list | dict))

@@ -3,7 +3,7 @@
 Memory stays flat whatever the file size: lxml's ``iterparse`` hands over each record
 element when it closes, and the element and its finished siblings are freed at once.
 Each element becomes the raw (xmltodict-style) shape of the wire contract and goes
-through :func:`common.records.normalise`, the same code the consumers run on raw
+through :func:`common.normalise.normalise`, the same code the consumers run on raw
 messages, so both paths agree by construction.
 
 Thread affinity: advance (and close) one ``iter_raw``/``iter_records`` generator from one
@@ -24,7 +24,8 @@ from typing import IO, Any
 
 from lxml import etree
 
-from common.records import DataType, InvalidRecord, Record, normalise
+from common.normalise import normalise
+from common.records import DataType, InvalidRecord, Record
 
 _NAME_RE = re.compile(
     r"discogs_(?P<version>[0-9]{8})_(?P<type>artists|labels|masters|releases)\.xml(\.gz)?$"

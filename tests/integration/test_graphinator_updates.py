@@ -14,7 +14,8 @@ import structlog
 from neo4j import AsyncDriver
 
 from common.messages import ExtractionComplete, FileComplete
-from common.records import DataType, Record, normalise
+from common.normalise import normalise
+from common.records import DataType, Record
 from common.sink import WriteResult
 from graphinator import purge
 from graphinator.writer import Neo4jWriter

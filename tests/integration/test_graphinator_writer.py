@@ -17,7 +17,8 @@ import orjson
 import pytest
 from neo4j import AsyncDriver, AsyncGraphDatabase
 
-from common.records import DataType, Record, normalise
+from common.normalise import normalise
+from common.records import DataType, Record
 from common.sink import BatchRejected, TransientWriteError, WriteResult
 from extractor.xmlparse import DumpFile, iter_records
 from graphinator import cypher

@@ -17,7 +17,8 @@ from psycopg_pool import AsyncConnectionPool
 from structlog.testing import capture_logs
 
 from common.messages import ExtractionComplete, FileComplete
-from common.records import DataType, Record, normalise
+from common.normalise import normalise
+from common.records import DataType, Record
 from common.sink import TransientWriteError
 from extractor.xmlparse import DumpFile, iter_records
 from tableinator.writer import PostgresWriter

@@ -16,7 +16,8 @@ from psycopg import sql as psql
 from psycopg_pool import AsyncConnectionPool
 
 from common.messages import ExtractionComplete, FileComplete
-from common.records import DataType, Record, normalise, release_year
+from common.normalise import normalise
+from common.records import DataType, Record, release_year
 from common.sink import BatchRejected, TransientWriteError
 from extractor.xmlparse import DumpFile, iter_records
 from tableinator import sql

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import orjson
 
 from common.messages import DataMessage, ExtractionComplete, FileComplete, decode
-from common.records import DataType, normalise
+from common.normalise import normalise
+from common.records import DataType
 from extractor.envelopes import (
     batch_body,
     data_body,

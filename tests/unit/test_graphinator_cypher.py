@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from common.records import DataType, Record, normalise
+from common.normalise import normalise
+from common.records import DataType, Record
 from graphinator import cypher, rows
 from graphinator.rows import Statement, link_statements, node_id, node_rows
 

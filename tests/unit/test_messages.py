@@ -16,7 +16,8 @@ from common.messages import (
     decode,
     dump_version,
 )
-from common.records import DataType, normalise
+from common.normalise import normalise
+from common.records import DataType
 
 A = DataType.ARTISTS
 R = DataType.RELEASES

@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
-from common.records import DataType, InvalidRecord, Record, canonical_json, normalise, release_year
+from common.normalise import normalise
+from common.records import DataType, InvalidRecord, Record, canonical_json, release_year
 from extractor.xmlparse import DumpFile, iter_raw
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"

@@ -11,7 +11,8 @@ from psycopg import errors
 from psycopg import sql as psql
 from psycopg_pool import PoolClosed, PoolTimeout
 
-from common.records import DataType, Record, normalise
+from common.normalise import normalise
+from common.records import DataType, Record
 from common.sink import BatchRejected, TransientWriteError
 from tableinator import sql, updates
 
