@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install services services-down test test-unit test-faults lint format run bench clean
 
-$(STAMP): pyproject.toml requirements.lock
+# setup.py compiles common/normalise.py: an edit to it reinstalls (and recompiles).
+$(STAMP): pyproject.toml requirements.lock setup.py common/normalise.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'

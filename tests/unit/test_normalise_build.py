@@ -1,0 +1,54 @@
+"""The normaliser's build: compiled with mypyc on install, current, and its interpreted
+source equal in behaviour (it runs wherever the project is installed without a compiler).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import common.normalise
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = ROOT / "common" / "normalise.py"
+COMPILED = not common.normalise.__file__.endswith(".py")
+
+
+@pytest.mark.skipif(
+    os.environ.get("DISCOGS_PURE_PYTHON") == "1", reason="installed without compiling"
+)
+def test_normaliser_is_compiled() -> None:
+    assert COMPILED, f"{common.normalise.__file__}: reinstall (make install) to compile it"
+
+
+@pytest.mark.skipif(not COMPILED, reason="the normaliser is not compiled here")
+def test_compiled_normaliser_is_not_older_than_its_source() -> None:
+    # An extension module shadows its source: a stale one would hide every edit.
+    built = Path(common.normalise.__file__).stat().st_mtime
+    assert built >= SOURCE.stat().st_mtime, "common/normalise.py changed: run `make install`"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_interpreted_source_passes_the_normaliser_tests() -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "tests.plugins.interpreted_normaliser",
+        "tests/unit/test_records.py",
+        "tests/unit/test_messages.py",
+    ]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=280, check=False
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout
