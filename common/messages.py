@@ -9,7 +9,7 @@ good ones still load.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -102,17 +102,17 @@ def _not_utf8(body: bytes) -> bool:
 
 def _data(data_type: DataType, obj: dict[str, Any]) -> DataMessage:
     try:
-        record = normalise(data_type, obj)
+        record = normalise(data_type, obj, version=_version(obj.get("version")))
     except InvalidRecord as e:
         raise InvalidMessage(str(e)) from e
-    return DataMessage(data_type, [_versioned(record, obj.get("version"))])
+    return DataMessage(data_type, [record])
 
 
-def _versioned(record: Record, version: object) -> Record:
-    """``record`` stamped with the dump version its message names (YYYYMMDD), if any."""
+def _version(version: object) -> str | None:
+    """The dump version a message or record names, if it is one (YYYYMMDD)."""
     if isinstance(version, str) and _DUMP_VERSION_RE.fullmatch(version):
-        return replace(record, version=version)
-    return record
+        return version
+    return None
 
 
 def _batch(data_type: DataType, obj: dict[str, Any]) -> DataMessage:
@@ -122,12 +122,11 @@ def _batch(data_type: DataType, obj: dict[str, Any]) -> DataMessage:
         raise InvalidMessage("batch message has no 'records' list")
     records: list[Record] = []
     rejected: list[RejectedRecord] = []
-    envelope_version = obj.get("version")
+    envelope_version = _version(obj.get("version"))
     for i, item in enumerate(raw):
         try:
-            record = normalise(data_type, item)
-            own = item.get("version") if isinstance(item, dict) else None
-            records.append(_versioned(record, own or envelope_version))
+            own = _version(item.get("version")) if isinstance(item, dict) else None
+            records.append(normalise(data_type, item, version=own or envelope_version))
         except InvalidRecord as e:
             rejected.append(RejectedRecord(i, str(e), item))
     return DataMessage(data_type, records, rejected, is_batch=True)

@@ -6,9 +6,12 @@ One :class:`Metrics` per service, owning its own Prometheus registry (no globals
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from common.records import DataType
 
@@ -49,7 +52,8 @@ class Metrics:
     def __post_init__(self) -> None:
         labels = ["data_type"]
         r = self.registry
-        self.consumed = Counter("records_consumed", "Records received", labels, registry=r)
+        # Counted on every delivery: read from ``types`` when scraped, not kept twice.
+        r.register(_PerMessage(self.types))
         self.written = Counter(
             "records_written", "Records committed as new/changed", labels, registry=r
         )
@@ -57,9 +61,6 @@ class Metrics:
             "records_unchanged", "Records whose hash matched", labels, registry=r
         )
         self.dead = Counter("records_dead_lettered", "Records sent to the DLQ", labels, registry=r)
-        self.pending = Gauge(
-            "records_pending", "Records buffered, not yet committed", labels, registry=r
-        )
         self.queue_depth = Gauge(
             "queue_depth", "Messages ready in the broker queue", labels, registry=r
         )
@@ -80,8 +81,6 @@ class Metrics:
         stats.pending += n
         if stats.first_at is None:
             stats.first_at = time.monotonic()
-        self.consumed.labels(data_type.value).inc(n)
-        self.pending.labels(data_type.value).set(stats.pending)
 
     def record_batch(
         self, data_type: DataType, *, written: int, unchanged: int, seconds: float, added: int = 0
@@ -99,7 +98,6 @@ class Metrics:
     def record_settled(self, data_type: DataType, n: int) -> None:
         stats = self.types[data_type]
         stats.pending -= n
-        self.pending.labels(data_type.value).set(stats.pending)
 
     def record_dead_letter(self, data_type: DataType, n: int = 1) -> None:
         self.types[data_type].dead_lettered += n
@@ -122,3 +120,21 @@ class Metrics:
             }
             for t, s in self.types.items()
         }
+
+
+class _PerMessage(Collector):
+    """``records_consumed`` and ``records_pending``, from the running totals at scrape time."""
+
+    def __init__(self, types: dict[DataType, TypeStats]) -> None:
+        self._types = types
+
+    def collect(self) -> Iterator[Metric]:
+        consumed = CounterMetricFamily("records_consumed", "Records received", labels=["data_type"])
+        pending = GaugeMetricFamily(
+            "records_pending", "Records buffered, not yet committed", labels=["data_type"]
+        )
+        for data_type, stats in self._types.items():
+            consumed.add_metric([data_type.value], stats.consumed)
+            pending.add_metric([data_type.value], stats.pending)
+        yield consumed
+        yield pending

@@ -95,8 +95,11 @@ _ENVELOPE_KEYS = frozenset({"type", "sha256", "version"})
 _NUL_RE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def normalise(data_type: DataType, obj: object) -> Record:
-    """Normalise one record of either wire shape; raise :class:`InvalidRecord` if impossible."""
+def normalise(data_type: DataType, obj: object, *, version: str | None = None) -> Record:
+    """Normalise one record of either wire shape; raise :class:`InvalidRecord` if impossible.
+
+    ``version``: the dump version to stamp on the record (the caller checks its form).
+    """
     if not isinstance(obj, dict):
         raise InvalidRecord(f"record must be a JSON object, got {type(obj).__name__}")
     given_hash = obj.get("sha256")
@@ -117,7 +120,7 @@ def normalise(data_type: DataType, obj: object) -> Record:
     if b"\\u0000" in encoded and _NUL_RE.search(encoded):  # substring test first: fast
         raise InvalidRecord("a string holds NUL (\\u0000), which PostgreSQL cannot store")
     sha = given_hash if isinstance(given_hash, str) else hashlib.sha256(encoded).hexdigest()
-    return Record(id=data["id"], sha256=sha, data=data, encoded=encoded)
+    return Record(id=data["id"], sha256=sha, data=data, version=version, encoded=encoded)
 
 
 def _main_release_flag(raw: object, data: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final
 
 import orjson
@@ -286,7 +286,7 @@ def slim_record(data_type: DataType, record: Record) -> Record:
         return record
     spec = SPECS[data_type]
     wanted = (*spec.indexed_text, spec.year_source) if spec.year_source else spec.indexed_text
-    return replace(record, data={k: record.data[k] for k in wanted if k in record.data})
+    return record.with_data({k: record.data[k] for k in wanted if k in record.data})
 
 
 def build_rows(spec: TableSpec, records: Sequence[Record]) -> list[Row]:

@@ -478,3 +478,13 @@ def test_a_malformed_version_is_ignored() -> None:
     msg = decode(DataType.ARTISTS, body, max_bytes=1_000_000)
     assert isinstance(msg, DataMessage)
     assert msg.records[0].version is None
+
+
+def test_a_record_with_a_malformed_version_takes_the_envelope_version() -> None:
+    body = (
+        b'{"type": "batch", "data_type": "labels", "version": "20260301",'
+        b' "records": [{"id": "1", "version": "last month"}, {"id": "2", "version": 7}]}'
+    )
+    msg = decode(DataType.LABELS, body, max_bytes=1_000_000)
+    assert isinstance(msg, DataMessage)
+    assert [r.version for r in msg.records] == ["20260301", "20260301"]

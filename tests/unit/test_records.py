@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -1201,3 +1202,23 @@ def test_year_field_is_an_int_or_dropped(given: object, expected: int | None) ->
     data = norm(M, {"@id": "1", "year": given})
     assert data.get("year") == expected
     assert norm(M, data) == data
+
+
+def test_a_record_pickles_whole() -> None:
+    record = normalise(R, RELEASE_NORM, version="20260301")
+    back = pickle.loads(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
+    assert back == record
+    assert (back.version, back.encoded) == ("20260301", record.encoded)
+    assert type(back) is Record
+
+
+def test_with_data_keeps_everything_but_the_data() -> None:
+    record = normalise(R, RELEASE_NORM, version="20260301")
+    slim = record.with_data({"title": "x"})
+    assert slim.data == {"title": "x"}
+    assert (slim.id, slim.sha256, slim.version, slim.encoded) == (
+        record.id,
+        record.sha256,
+        record.version,
+        record.encoded,
+    )
