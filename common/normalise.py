@@ -131,21 +131,46 @@ def _main_release_flag(raw: object, data: dict[str, Any]) -> None:
 
 
 def _object(obj: dict[str, Any], *, ref: bool, depth: int) -> dict[str, Any]:
+    """``obj`` normalised: ``obj`` itself when nothing in it changes (the normalised wire
+    shape, nearly every record), else a new dict; copied only from the first change."""
     if depth > _MAX_DEPTH:
         raise InvalidRecord("record nests deeper than any Discogs record")
-    out: dict[str, Any] = {}
+    out: dict[str, Any] | None = None
     for raw_key, value in obj.items():
         key = _key(raw_key, ref=ref) if raw_key[:1] in _MARKS else raw_key
+        norm: Any
         if type(value) is str and key not in _SPECIAL:
-            if value:  # hot path: plain text, the bulk of every record
-                out[key] = value
-            continue
-        if key == "is_main_release" and "is_main_release" in out:
-            continue
-        norm = _field(key, value, depth=depth + 1)
-        if not _is_empty(norm):
+            norm = value  # hot path: plain text, the bulk of every record
+        elif key == "is_main_release" and _flag_given(out, obj, raw_key):
+            continue  # the attribute and a normalised key both given: the first wins
+        else:
+            norm = _field(key, value, depth=depth + 1)
+        keep = not _is_empty(norm)
+        if out is None:
+            if keep and norm is value and key == raw_key:
+                continue
+            out = _head(obj, raw_key)
+        if keep:
             out[key] = norm
-    return out
+    return obj if out is None else out
+
+
+def _flag_given(out: dict[str, Any] | None, obj: dict[str, Any], raw_key: str) -> bool:
+    """Whether an item before ``raw_key`` already gave ``is_main_release``."""
+    if out is not None:
+        return "is_main_release" in out
+    # Nothing changed yet: the items before raw_key are the output so far.
+    return raw_key != "is_main_release" and "is_main_release" in _head(obj, raw_key)
+
+
+def _head(obj: dict[str, Any], stop: str) -> dict[str, Any]:
+    """A copy of the items of ``obj`` before key ``stop``."""
+    head: dict[str, Any] = {}
+    for key, value in obj.items():
+        if key == stop:
+            break
+        head[key] = value
+    return head
 
 
 def _key(raw_key: str, *, ref: bool) -> str:
@@ -182,7 +207,8 @@ def _id(key: str, value: Any) -> str | None:
     text = str(value).strip()
     if not _ID_RE.fullmatch(text) or int(text) > _MAX_ID:
         raise InvalidRecord(f"field {key!r} is not a Discogs id (decimal digits): {text[:40]!r}")
-    return str(int(text))  # canonical: "0123", " 123" and 123 are all "123"
+    canonical = str(int(text))  # "0123", " 123" and 123 are all "123"
+    return value if canonical == value else canonical  # "0": kept, so its parent is too
 
 
 def _has_text(obj: dict[str, Any], *keys: str) -> bool:
@@ -191,29 +217,43 @@ def _has_text(obj: dict[str, Any], *keys: str) -> bool:
 
 
 def _list(key: str, value: Any, *, depth: int) -> list[Any]:
+    """``value`` normalised to a list: ``value`` itself when it is one and nothing in it
+    changes, else a new list."""
     if value is None or value == "":
         return []
     if isinstance(value, dict):
         child = _WRAPPERS[key]
         value = value.get(child, value or [])
-    items = value if isinstance(value, list) else [value]
+    items: list[Any] = value if isinstance(value, list) else [value]
     if key in _TEXT_LISTS:
+        if _all_text(items):  # hot path: already a list of non-empty strings
+            return items
         return [t for item in items if (t := _text_item(key, item)) is not None]
     ref = key in _REF_LISTS
-    out = []
-    for item in items:
-        if type(item) is dict:  # hot path: an object, as in the normalised shape
-            obj = item
-        elif _is_empty(item):
-            continue
-        elif ref and isinstance(item, str):
-            obj = {"name": item}
-        else:
-            raise InvalidRecord(f"field {key!r} must hold objects, got {type(item).__name__}")
-        norm = _object(obj, ref=ref, depth=depth)
+    out: list[Any] | None = None
+    for i, item in enumerate(items):
+        norm = _list_item(key, item, ref=ref, depth=depth)
+        if out is None:
+            if norm and norm is item:
+                continue
+            out = items[:i]
         if norm:
             out.append(norm)
-    return out
+    return items if out is None else out
+
+
+def _list_item(key: str, item: Any, *, ref: bool, depth: int) -> dict[str, Any] | None:
+    if type(item) is dict:  # hot path: an object, as in the normalised shape
+        return _object(item, ref=ref, depth=depth)
+    if _is_empty(item):
+        return None
+    if ref and isinstance(item, str):
+        return _object({"name": item}, ref=ref, depth=depth)
+    raise InvalidRecord(f"field {key!r} must hold objects, got {type(item).__name__}")
+
+
+def _all_text(items: list[Any]) -> bool:
+    return all(type(item) is str and item for item in items)
 
 
 def _text_item(key: str, item: Any) -> str | None:
@@ -256,9 +296,23 @@ def _plain(key: str, value: Any, *, depth: int) -> Any:
     if isinstance(value, dict):
         return _object(value, ref=False, depth=depth)
     if isinstance(value, list):
-        items = (_plain(key, v, depth=depth + 1) for v in value)
-        return [v for v in items if not _is_empty(v)]
+        return _plain_list(key, value, depth=depth + 1)
     return value
+
+
+def _plain_list(key: str, value: list[Any], *, depth: int) -> list[Any]:
+    """``value``'s items normalised, empty ones dropped; ``value`` itself if none change."""
+    out: list[Any] | None = None
+    for i, item in enumerate(value):
+        norm = _plain(key, item, depth=depth)
+        keep = not _is_empty(norm)
+        if out is None:
+            if keep and norm is item:
+                continue
+            out = value[:i]
+        if keep:
+            out.append(norm)
+    return value if out is None else out
 
 
 def _is_empty(value: Any) -> bool:

@@ -1222,3 +1222,41 @@ def test_with_data_keeps_everything_but_the_data() -> None:
         record.version,
         record.encoded,
     )
+
+
+def test_sample_records_are_not_mutated_and_normalised_ones_are_reused(
+    sample: tuple[DataType, list[dict[str, Any]]],
+) -> None:
+    data_type, raws = sample
+    for raw in raws:
+        given = copy.deepcopy(raw)
+        record = normalise(data_type, raw)
+        assert raw == given, record.id
+        # The normalised shape passes through without a copy below the top level.
+        again = normalise(data_type, record.data)
+        assert again.data == record.data
+        for key, value in record.data.items():
+            if isinstance(value, dict | list):
+                assert again.data[key] is value, (record.id, key)
+
+
+def test_a_change_deep_in_a_list_copies_only_what_leads_to_it() -> None:
+    tracks = [{"position": "A1", "title": "One"}, {"position": "A2", "title": "Two", "notes": ""}]
+    given = {"id": "9", "title": "x", "genres": ["Rock"], "tracklist": tracks}
+    data = normalise(R, copy.deepcopy(given)).data
+    assert data["tracklist"] == [
+        {"position": "A1", "title": "One"},
+        {"position": "A2", "title": "Two"},
+    ]
+    source = normalise(R, given)
+    assert source.data["genres"] is given["genres"]
+    assert source.data["tracklist"] is not tracks
+    assert source.data["tracklist"][0] is tracks[0]
+    assert tracks[1] == {"position": "A2", "title": "Two", "notes": ""}
+
+
+def test_the_first_of_two_main_release_flags_wins_in_either_order() -> None:
+    raw = {"id": "1", "@is_main_release": "true", "is_main_release": False}
+    assert normalise(R, raw).data["is_main_release"] == "true"
+    raw = {"id": "1", "is_main_release": False, "@is_main_release": "true"}
+    assert normalise(R, raw).data["is_main_release"] is False
