@@ -79,6 +79,7 @@ pg_up() {
     pg_ctlcluster "$1" "$2" start
   fi
   wait_for "postgresql" 60 pg_isready -q -h 127.0.0.1 -p 5432
+  pg_settings "$1" "$2"
   su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='${PG_USER}'\"" | grep -q 1 ||
     su postgres -c "psql -qc \"CREATE ROLE ${PG_USER} LOGIN CREATEDB PASSWORD '${PG_PASSWORD}'\""
   # Lets test fixtures drop their throwaway databases even while autovacuum is connected.
@@ -86,6 +87,23 @@ pg_up() {
   su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='${PG_DB}'\"" | grep -q 1 ||
     su postgres -c "createdb -O ${PG_USER} ${PG_DB}"
   log "postgresql up on 127.0.0.1:5432"
+}
+# The server settings docker-compose.yml passes too (docs/postgres.md, "Server settings").
+PG_SETTINGS=(shared_buffers=1GB max_wal_size=4GB)
+pg_settings() {  # $1 $2: the cluster; restarts it only when a setting had to change
+  local setting name value changed=0
+  for setting in "${PG_SETTINGS[@]}"; do
+    name=${setting%%=*} value=${setting#*=}
+    if [[ $(su postgres -c "psql -qtAc 'SHOW ${name}'") != "$value" ]]; then
+      su postgres -c "psql -qc \"ALTER SYSTEM SET ${name} = '${value}'\"" >/dev/null
+      changed=1
+    fi
+  done
+  if (( changed )); then
+    log "postgresql settings: ${PG_SETTINGS[*]}; restarting"
+    pg_ctlcluster "$1" "$2" restart
+    wait_for "postgresql" 60 pg_isready -q -h 127.0.0.1 -p 5432
+  fi
 }
 pg_down() {
   local cluster; cluster=$(pg_cluster)
