@@ -23,7 +23,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
@@ -89,6 +89,8 @@ class Decoder(AsyncResource):
         self._projection = projection
         self._inline_bytes = inline_bytes
         self._pool: ProcessPoolExecutor | None = None
+        # One per worker, done once that worker has started and imported the decoder.
+        self._booting: list[Future[None]] = []
         self._closed = False
 
     async def open(self) -> None:
@@ -120,7 +122,7 @@ class Decoder(AsyncResource):
         if self._inline(body):
             return self._call(data_type, body)
         pool = self._pool
-        if pool is None:
+        if pool is None or not self._booted():
             return await asyncio.to_thread(self._call, data_type, body)
         loop = asyncio.get_running_loop()
         args = (data_type, body, self._max_bytes, self._projection)
@@ -133,6 +135,14 @@ class Decoder(AsyncResource):
                 await asyncio.to_thread(pool.shutdown, wait=False, cancel_futures=True)
                 self._start()
             return await asyncio.to_thread(self._call, data_type, body)
+
+    def _booted(self) -> bool:
+        """Whether every worker is up. Until then bodies are decoded on a thread: a spawned
+        worker takes a few tenths of a second to import, which the first batches would
+        otherwise wait out."""
+        if self._booting and all(f.done() for f in self._booting):
+            self._booting = []
+        return not self._booting
 
     def _inline(self, body: bytes) -> bool:
         """Small bodies are decoded on the loop; oversized ones are refused unread there."""
@@ -148,8 +158,8 @@ class Decoder(AsyncResource):
             self._pool = ProcessPoolExecutor(
                 self._workers, mp_context=context, initializer=_init_worker
             )
-            for _ in range(self._workers):  # start them now, beside the service's start-up
-                self._pool.submit(_ready)
+            # Start them now, beside the service's start-up.
+            self._booting = [self._pool.submit(_ready) for _ in range(self._workers)]
 
 
 def _init_worker() -> None:

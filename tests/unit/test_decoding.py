@@ -39,10 +39,35 @@ def title_only(data_type: DataType, record: Record) -> Record:
     return Record(record.id, record.sha256, {"title": record.data["title"]}, record.version)
 
 
+def where(data_type: DataType, record: Record) -> Record:
+    """A projection that records which process decoded the record."""
+    return record.with_data({"pid": os.getpid()})
+
+
+async def booted(decoder: Decoder) -> None:
+    deadline = time.monotonic() + 60
+    while not decoder._booted():
+        assert time.monotonic() < deadline, "decode workers did not start"
+        await asyncio.sleep(0.01)
+
+
 @pytest.fixture
 async def workers() -> AsyncIterator[Decoder]:
     async with Decoder(workers=1, max_bytes=LIMIT, inline_bytes=1024) as decoder:
+        await booted(decoder)
         yield decoder
+
+
+async def test_bodies_are_decoded_on_a_thread_until_the_workers_are_up() -> None:
+    body = batch_body(5)
+    async with Decoder(workers=1, max_bytes=LIMIT, projection=where, inline_bytes=1) as d:
+        early = await d.decode(R, body)  # the worker is still importing
+        await booted(d)
+        late = await d.decode(R, body)
+    assert isinstance(early, DataMessage)
+    assert isinstance(late, DataMessage)
+    assert {r.data["pid"] for r in early.records} == {os.getpid()}
+    assert os.getpid() not in {r.data["pid"] for r in late.records}
 
 
 async def test_a_worker_decodes_exactly_what_decode_does(workers: Decoder) -> None:
@@ -118,6 +143,7 @@ async def test_a_killed_worker_loses_nothing_and_the_pool_is_restarted(workers: 
     assert await workers.decode(R, body) == expected  # decoded on a thread meanwhile
     assert workers._pool is not None
     assert workers._pool is not pool
+    await booted(workers)
     assert await workers.decode(R, body) == expected  # and by the new pool
 
 
