@@ -229,15 +229,25 @@ def _list(key: str, value: Any, *, depth: int) -> list[Any]:
         if _all_text(items):  # hot path: already a list of non-empty strings
             return items
         return [t for item in items if (t := _text_item(key, item)) is not None]
-    ref = key in _REF_LISTS
+    return _each(key, items, ref=key in _REF_LISTS, plain=False, depth=depth)
+
+
+def _each(key: str, items: list[Any], *, ref: bool, plain: bool, depth: int) -> list[Any]:
+    """``items`` normalised one by one (``plain``: as plain values, else as the objects of a
+    wrapper list), empty ones dropped; ``items`` itself when none changes, else a new list
+    copied from the first change."""
     out: list[Any] | None = None
     for i, item in enumerate(items):
-        norm = _list_item(key, item, ref=ref, depth=depth)
+        if plain:
+            norm = _plain(key, item, depth=depth)
+        else:
+            norm = _list_item(key, item, ref=ref, depth=depth)
+        keep = not _is_empty(norm)
         if out is None:
-            if norm and norm is item:
+            if keep and norm is item:
                 continue
             out = items[:i]
-        if norm:
+        if keep:
             out.append(norm)
     return items if out is None else out
 
@@ -296,23 +306,8 @@ def _plain(key: str, value: Any, *, depth: int) -> Any:
     if isinstance(value, dict):
         return _object(value, ref=False, depth=depth)
     if isinstance(value, list):
-        return _plain_list(key, value, depth=depth + 1)
+        return _each(key, value, ref=False, plain=True, depth=depth + 1)
     return value
-
-
-def _plain_list(key: str, value: list[Any], *, depth: int) -> list[Any]:
-    """``value``'s items normalised, empty ones dropped; ``value`` itself if none change."""
-    out: list[Any] | None = None
-    for i, item in enumerate(value):
-        norm = _plain(key, item, depth=depth)
-        keep = not _is_empty(norm)
-        if out is None:
-            if keep and norm is item:
-                continue
-            out = value[:i]
-        if keep:
-            out.append(norm)
-    return value if out is None else out
 
 
 def _is_empty(value: Any) -> bool:

@@ -463,14 +463,22 @@ def test_a_data_message_stamps_its_record_with_the_dump_version() -> None:
     assert "version" not in msg.records[0].data
 
 
-def test_a_batch_stamps_every_record_with_the_envelope_version() -> None:
-    body = (
-        b'{"type": "batch", "data_type": "labels", "version": "20260301",'
-        b' "records": [{"id": "1"}, {"id": "2", "version": "20260401"}]}'
-    )
-    msg = decode(DataType.LABELS, body, max_bytes=1_000_000)
+@pytest.mark.parametrize(
+    ("records", "versions"),
+    [
+        (b'[{"id": "1"}, {"id": "2", "version": "20260401"}]', ["20260301", "20260401"]),
+        # a record's own version that is not one falls back to the envelope's
+        (b'[{"id": "1", "version": "last month"}, {"id": "2", "version": 7}]', ["20260301"] * 2),
+    ],
+    ids=["own-or-envelope", "malformed-own"],
+)
+def test_a_batch_stamps_every_record_with_its_own_or_the_envelope_version(
+    records: bytes, versions: list[str]
+) -> None:
+    body = b'{"type": "batch", "data_type": "labels", "version": "20260301", "records": '
+    msg = decode(DataType.LABELS, body + records + b"}", max_bytes=1_000_000)
     assert isinstance(msg, DataMessage)
-    assert [r.version for r in msg.records] == ["20260301", "20260401"]
+    assert [r.version for r in msg.records] == versions
 
 
 def test_a_malformed_version_is_ignored() -> None:
@@ -478,13 +486,3 @@ def test_a_malformed_version_is_ignored() -> None:
     msg = decode(DataType.ARTISTS, body, max_bytes=1_000_000)
     assert isinstance(msg, DataMessage)
     assert msg.records[0].version is None
-
-
-def test_a_record_with_a_malformed_version_takes_the_envelope_version() -> None:
-    body = (
-        b'{"type": "batch", "data_type": "labels", "version": "20260301",'
-        b' "records": [{"id": "1", "version": "last month"}, {"id": "2", "version": 7}]}'
-    )
-    msg = decode(DataType.LABELS, body, max_bytes=1_000_000)
-    assert isinstance(msg, DataMessage)
-    assert [r.version for r in msg.records] == ["20260301", "20260301"]
