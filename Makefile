@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install services services-down test test-unit test-faults lint format run bench clean
+.PHONY: install services services-down test test-unit test-faults lint format run bench profile clean
 
 # setup.py compiles common/normalise.py: an edit to it reinstalls (and recompiles).
 $(STAMP): pyproject.toml requirements.lock setup.py common/normalise.py
@@ -45,6 +45,10 @@ run: services
 
 bench: services
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Where a consumer's CPU goes (py-spy), e.g. PROFILE_ARGS="--type releases --mode batch".
+profile: services
+	$(BIN)/python -m bench.profile $(PROFILE_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

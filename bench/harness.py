@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -168,12 +169,18 @@ def run_consumer(
     log: Path,
     port: int,
     limit_s: float,
+    attach: Callable[[int], Callable[[], None]] | None = None,
 ) -> Measured:
-    """Start ``command``; wait for completion (or ``limit_s``); stop it; measure."""
+    """Start ``command``; wait for completion (or ``limit_s``); stop it; measure.
+
+    ``attach``: called with the consumer's pid once it is started (a profiler); what it
+    returns is called when the load is complete, before the consumer is stopped.
+    """
     full_env = {**os.environ, **env, "HEALTH_PORT": str(port), "LOG_FORMAT": "json"}
     started = time.monotonic()
     with log.open("wb") as out:
         proc = subprocess.Popen(command, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+    detach = attach(proc.pid) if attach is not None else None
     done, committed = False, 0
     try:
         while time.monotonic() - started < limit_s and proc.poll() is None:
@@ -192,6 +199,8 @@ def run_consumer(
         workers_rss = sum(_peak_rss_mb(p.pid) for p in family if p.pid != proc.pid)
         cpu = sum(p.cpu_s for p in family)
     finally:
+        if detach is not None:
+            detach()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=60)

@@ -91,6 +91,9 @@ class Service:
         self._consuming = False
         self._depth_checked = 0.0
         self.prefetch: dict[DataType, int] = {}
+        # Read per message when sizing the prefetch: computed once.
+        self._batch_size = settings.batch().batch_size
+        self._single_prefetch = settings.prefetch()
         self.health: HealthServer | None = None
 
     async def run(self, stop: asyncio.Event) -> int:
@@ -204,9 +207,8 @@ class Service:
     def _prefetch_for(self, records_per_message: int) -> int:
         """The prefetch that keeps two batches' worth of records arriving."""
         if self._settings.amqp_prefetch is not None or records_per_message <= 1:
-            return self._settings.prefetch()
-        batch = self._settings.batch().batch_size
-        return max(_MIN_BATCH_PREFETCH, math.ceil(2 * batch / records_per_message))
+            return self._single_prefetch
+        return max(_MIN_BATCH_PREFETCH, math.ceil(2 * self._batch_size / records_per_message))
 
     async def _wait_until_stopped(
         self, stop: asyncio.Event, processor: BatchProcessor, tasks: list[asyncio.Task[None]]

@@ -1,0 +1,71 @@
+"""Unit tests of bench.profile's pure parts: how py-spy samples are put in stages."""
+
+from __future__ import annotations
+
+from bench.profile import OTHER, STARTUP, leaves, parse_raw, render, stage_of
+
+LOOP = "_run_once (asyncio/base_events.py:1922)"
+RUN = "_run (asyncio/events.py:84)"
+
+
+def test_innermost_stage_wins_over_its_callers() -> None:
+    frames = [LOOP, RUN, "handle (common/consumer.py:80)", "write (tableinator/writer.py:98)"]
+    assert stage_of(frames) == "write path (driver, writer, COPY rows)"
+    frames = [LOOP, RUN, "receive (common/service.py:190)", "decode (common/messages.py:70)"]
+    assert stage_of(frames) == "decode: parse, normalise, hash"
+
+
+def test_asyncio_leaf_under_the_broker_client_is_the_broker_client() -> None:
+    frames = [LOOP, RUN, "_reader (aiormq/connection.py:580)", "read (asyncio/streams.py:700)"]
+    assert stage_of(frames) == "broker client (aiormq, aio-pika, pamqp)"
+
+
+def test_a_sample_during_an_import_is_start_up() -> None:
+    frames = [
+        "<module> (tableinator/main.py:1)",
+        "_call_with_frames_removed (<frozen importlib._bootstrap>:241)",
+        "<module> (tableinator/sql.py:20)",
+    ]
+    assert stage_of(frames) == STARTUP
+
+
+def test_only_the_loop_left_is_the_event_loop() -> None:
+    assert stage_of([LOOP, "select (selectors.py:468)"]) == "event loop (asyncio)"
+    assert stage_of(["<module> (somewhere/else.py:1)"]) == OTHER
+
+
+def test_parse_raw_splits_consumer_and_workers() -> None:
+    lines = [
+        f'process 10:"tableinator";{LOOP};{RUN};write (tableinator/writer.py:98) 7',
+        'process 11:"python -c from multiprocessing.spawn import spawn_main";'
+        "_process_worker (concurrent/futures/process.py:256);"
+        "decode_projected (common/decoding.py:60);decode (common/messages.py:70) 5",
+        f"{LOOP};_reader (aiormq/connection.py:580) 3",
+        "garbage line without a count",
+    ]
+    out = parse_raw(lines)
+    assert out["consumer"] == {
+        "write path (driver, writer, COPY rows)": 7,
+        "broker client (aiormq, aio-pika, pamqp)": 3,
+    }
+    assert out["decode workers"] == {"decode: parse, normalise, hash": 5}
+    assert leaves(lines, top=1) == [("write (tableinator/writer.py:98)", 7)]
+
+
+def test_render_gives_shares_and_cpu_per_record() -> None:
+    text = render(
+        {
+            "case": "tableinator-artists-single",
+            "records": 1000,
+            "rate": 500.0,
+            "seconds": 2.0,
+            "sample_rate_hz": 100,
+            "cpu_s": {"consumer": 1.0, "decode workers": 0.0, "PostgreSQL": 0.5},
+            "samples": {"consumer": {"logging": 1, OTHER: 3}, "decode workers": {}},
+            "top_leaves": [("f (a.py:1)", 4)],
+        }
+    )
+    assert "| consumer | 1.00 | 0.50 | 1000 |" in text
+    assert "decode workers | 0.00" not in text  # processes that did nothing are left out
+    assert "| logging | 25% | 0% |" in text
+    assert "| other | 75% | 0% |" in text
