@@ -159,19 +159,17 @@ def bench_type(consumer: str, data_type: DataType, n: int, baseline_s: float) ->
     if consumer == "graphinator":  # Neo4j's JIT: the first statements of a fresh JVM are slow
         ceiling(consumer, data_type, records[: min(n, 5000)])
     limits = measure_bounds(consumer, data_type, records) if data_type in _BOUNDED_TYPES else None
-    # The ceiling is measured just before and just after ours, and the ratios use the mean
-    # of the two: the machines this runs on drift in speed by tens of percent over minutes,
-    # and a bracket cancels a drift that a single measurement would put in the ratio.
-    before = ceiling(consumer, data_type, records)
+    # Each of ours is bracketed by a ceiling measured right before and right after it, and
+    # its ratio uses the mean of the two: the machines this runs on drift in speed by tens
+    # of percent within a minute, and a bracket cancels a drift that a ceiling measured
+    # once, a minute away, would put in the ratio.
+    runs = [ceiling(consumer, data_type, records)]
     batch = run_case(consumer, data_type, records, batch=500)
+    runs.append(ceiling(consumer, data_type, records))
     single = run_case(consumer, data_type, records, batch=None)
-    after = ceiling(consumer, data_type, records)
-    top = (before + after) / 2
-    print(
-        f"  {consumer}-{data_type.value} ceiling: {top:,.0f} records/s"
-        f" (before {before:,.0f}, after {after:,.0f})",
-        flush=True,
-    )
+    runs.append(ceiling(consumer, data_type, records))
+    tops = {"batch": (runs[0] + runs[1]) / 2, "single": (runs[1] + runs[2]) / 2}
+    print(f"  {consumer}-{data_type.value} ceilings: {[round(r) for r in runs]}", flush=True)
     base = run_case(
         consumer,
         data_type,
@@ -185,14 +183,16 @@ def bench_type(consumer: str, data_type: DataType, n: int, baseline_s: float) ->
         "consumer": consumer,
         "data_type": data_type.value,
         "n": n,
-        "ceiling_rate": round(top, 1),
-        "ceiling_runs": [round(before, 1), round(after, 1)],
+        "ceiling_rate": round(sum(runs) / len(runs), 1),
+        # before batch, between batch and single, after single
+        "ceiling_runs": [round(r, 1) for r in runs],
+        "ceiling_for": {mode: round(top, 1) for mode, top in tops.items()},
         **({"bounds": limits} if limits else {}),
         "batch": batch,
         "single": single,
         "baseline": base,
-        "batch_vs_ceiling": ratio(batch["rate"], top),
-        "single_vs_ceiling": ratio(single["rate"], top),
+        "batch_vs_ceiling": ratio(batch["rate"], tops["batch"]),
+        "single_vs_ceiling": ratio(single["rate"], tops["single"]),
         "batch_vs_baseline": ratio(batch["rate"], base["rate"]),
         "single_vs_baseline": ratio(single["rate"], base["rate"]),
     }
