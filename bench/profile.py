@@ -37,12 +37,17 @@ from common.records import DataType
 PROFILES = RESULTS / "profiles"
 # (stage, substrings of a py-spy frame "function (path:line)"); the first stage with a
 # match, walking from the innermost frame outwards, takes the sample. The event loop
-# comes last: it is the caller of everything, so it gets only what no other stage claims.
+# comes last: it is the caller of everything, so it gets only what no other stage claims;
+# the runtime's stage (common/) therefore includes the asyncio calls our runtime makes
+# (futures, queues, tasks), not only its own lines.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("decode: parse, normalise, hash", ("common/messages.py", "common/normalise", "orjson")),
     ("decode: projection for the writer", ("slim_record", "decode_projected")),
     ("decode worker hand-off (pickle, pipes)", ("multiprocessing/", "concurrent/futures/")),
-    ("write path (driver, writer, COPY rows)", ("psycopg", "tableinator/", "graphinator/")),
+    (
+        "write path (driver, writer, COPY rows)",
+        ("psycopg", "neo4j/", "tableinator/", "graphinator/"),
+    ),
     ("broker client (aiormq, aio-pika, pamqp)", ("aiormq/", "aio_pika/", "pamqp/")),
     ("batching, settling, acks (common/)", ("common/",)),
     ("logging", ("structlog/", "logging/")),

@@ -42,6 +42,7 @@ def tables(report: dict[str, Any]) -> str:
             f"{_r(b['peak_rss_mb'])} + {_r(b.get('workers_rss_mb'))} | "
             f"{_r(b['batch_p50_ms'])} / {_r(b['batch_p99_ms'])} |"
         )
+    rows += _repeat_rows(report["results"])
     if any("bounds" in r for r in report["results"]):
         rows += ["", *_bound_rows(report["results"])]
     if report.get("growth"):
@@ -84,6 +85,29 @@ def tables(report: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _repeat_rows(results: list[dict[str, Any]]) -> list[str]:
+    """Every bracketed run of the cases run more than once (``--repeat``), and the median."""
+    repeated = [r for r in results if r.get("repeats")]
+    if not repeated:
+        return []
+    rows = [
+        "",
+        "| consumer | type | bracketed runs | batch / ceiling, each run | "
+        "single / ceiling, each run | median batch / single |",
+        "|---|---|---:|---|---|---:|",
+    ]
+    for r in repeated:
+        each = {
+            m: [f"{x[m + '_vs_ceiling']:.2f}" for x in r["repeats"]] for m in ("batch", "single")
+        }
+        rows.append(
+            f"| {r['consumer']} | {r['data_type']} | {len(r['repeats'])} | "
+            f"{', '.join(each['batch'])} | {', '.join(each['single'])} | "
+            f"{r['batch_vs_ceiling']:.2f} / {r['single_vs_ceiling']:.2f} |"
+        )
+    return rows
+
+
 def _ceiling(result: dict[str, Any]) -> str:
     runs = result.get("ceiling_runs")
     return " / ".join(_r(r) for r in runs) if runs else _r(result["ceiling_rate"])
@@ -116,7 +140,7 @@ def _bound_rows(results: list[dict[str, Any]]) -> list[str]:
 
 
 def main() -> int:
-    report = json.loads(LATEST.read_text())
+    report = json.loads((Path(sys.argv[1]) if len(sys.argv) > 1 else LATEST).read_text())
     text = tables(report)
     for target in TARGETS:
         if target.exists():

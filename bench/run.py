@@ -154,15 +154,13 @@ def measure_bounds(consumer: str, data_type: DataType, records: list[Record]) ->
     return out
 
 
-def bench_type(consumer: str, data_type: DataType, n: int, baseline_s: float) -> dict[str, Any]:
-    records = harness.records_for(data_type, n)
-    if consumer == "graphinator":  # Neo4j's JIT: the first statements of a fresh JVM are slow
-        ceiling(consumer, data_type, records[: min(n, 5000)])
-    limits = measure_bounds(consumer, data_type, records) if data_type in _BOUNDED_TYPES else None
-    # Each of ours is bracketed by a ceiling measured right before and right after it, and
-    # its ratio uses the mean of the two: the machines this runs on drift in speed by tens
-    # of percent within a minute, and a bracket cancels a drift that a ceiling measured
-    # once, a minute away, would put in the ratio.
+def _bracketed(consumer: str, data_type: DataType, records: list[Record]) -> dict[str, Any]:
+    """Ours with batch and with one-record messages, each between two ceilings.
+
+    Each ratio uses the mean of the ceilings measured right before and right after its run:
+    the machines this runs on drift in speed by tens of percent within a minute, and a
+    bracket cancels a drift that a ceiling measured once, a minute away, would put in it.
+    """
     runs = [ceiling(consumer, data_type, records)]
     batch = run_case(consumer, data_type, records, batch=500)
     runs.append(ceiling(consumer, data_type, records))
@@ -170,6 +168,39 @@ def bench_type(consumer: str, data_type: DataType, n: int, baseline_s: float) ->
     runs.append(ceiling(consumer, data_type, records))
     tops = {"batch": (runs[0] + runs[1]) / 2, "single": (runs[1] + runs[2]) / 2}
     print(f"  {consumer}-{data_type.value} ceilings: {[round(r) for r in runs]}", flush=True)
+    return {
+        # before batch, between batch and single, after single
+        "ceiling_runs": [round(r, 1) for r in runs],
+        "ceiling_for": {mode: round(top, 1) for mode, top in tops.items()},
+        "batch": batch,
+        "single": single,
+        "batch_vs_ceiling": _ratio(batch["rate"], tops["batch"]),
+        "single_vs_ceiling": _ratio(single["rate"], tops["single"]),
+    }
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+def _median(repeats: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The repetition whose ``key`` ratio is the median (the lower one of an even count)."""
+    ranked = sorted(repeats, key=lambda r: r[key] or 0.0)
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def bench_type(
+    consumer: str, data_type: DataType, n: int, baseline_s: float, repeat: int = 1
+) -> dict[str, Any]:
+    records = harness.records_for(data_type, n)
+    if consumer == "graphinator":  # Neo4j's JIT: the first statements of a fresh JVM are slow
+        ceiling(consumer, data_type, records[: min(n, 5000)])
+    limits = measure_bounds(consumer, data_type, records) if data_type in _BOUNDED_TYPES else None
+    repeats = [_bracketed(consumer, data_type, records) for _ in range(repeat)]
+    mid_batch, mid_single = (
+        _median(repeats, "batch_vs_ceiling"),
+        _median(repeats, "single_vs_ceiling"),
+    )
     base = run_case(
         consumer,
         data_type,
@@ -178,23 +209,22 @@ def bench_type(consumer: str, data_type: DataType, n: int, baseline_s: float) ->
         baseline=True,
         limit_s=baseline_s,
     )
-    ratio = lambda a, b: round(a / b, 3) if b else None  # noqa: E731
+    runs = mid_batch["ceiling_runs"]
     return {
         "consumer": consumer,
         "data_type": data_type.value,
         "n": n,
         "ceiling_rate": round(sum(runs) / len(runs), 1),
-        # before batch, between batch and single, after single
-        "ceiling_runs": [round(r, 1) for r in runs],
-        "ceiling_for": {mode: round(top, 1) for mode, top in tops.items()},
+        "ceiling_runs": runs,
         **({"bounds": limits} if limits else {}),
-        "batch": batch,
-        "single": single,
+        "batch": mid_batch["batch"],
+        "single": mid_single["single"],
         "baseline": base,
-        "batch_vs_ceiling": ratio(batch["rate"], tops["batch"]),
-        "single_vs_ceiling": ratio(single["rate"], tops["single"]),
-        "batch_vs_baseline": ratio(batch["rate"], base["rate"]),
-        "single_vs_baseline": ratio(single["rate"], base["rate"]),
+        "batch_vs_ceiling": mid_batch["batch_vs_ceiling"],
+        "single_vs_ceiling": mid_single["single_vs_ceiling"],
+        "batch_vs_baseline": _ratio(mid_batch["batch"]["rate"], base["rate"]),
+        "single_vs_baseline": _ratio(mid_single["single"]["rate"], base["rate"]),
+        **({"repeats": repeats} if repeat > 1 else {}),
     }
 
 
@@ -286,6 +316,13 @@ def main() -> int:
     parser.add_argument("--no-growth", action="store_true")
     parser.add_argument("--no-updates", action="store_true")
     parser.add_argument("--no-replicas", action="store_true")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="bracketed runs per case; the median ratio is reported (all runs in the JSON)",
+    )
+    parser.add_argument("--name", default="latest", help="results file: bench/results/NAME.json")
     # Long enough for two of the baseline's 5 s flushes after its start-up.
     parser.add_argument("--baseline-seconds", type=float, default=12.0)
     args = parser.parse_args()
@@ -307,7 +344,9 @@ def main() -> int:
         for name in args.types.split(","):
             print(f"{consumer} / {name}", flush=True)
             n = args.n * _SCALE.get((consumer, name), 1)
-            report["results"].append(bench_type(consumer, DataType(name), n, args.baseline_seconds))
+            report["results"].append(
+                bench_type(consumer, DataType(name), n, args.baseline_seconds, args.repeat)
+            )
         if not args.no_growth:
             report["growth"].append(bench_growth(consumer, max(args.n // 4, 500)))
         if not args.no_replicas:
@@ -318,7 +357,7 @@ def main() -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = RESULTS / f"bench-{stamp}.json"
     out.write_text(json.dumps(report, indent=2))
-    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     print("\n" + report_tables(report))
     print(f"\nwritten {out} in {report['seconds']}s")
