@@ -127,7 +127,19 @@ neo4j_install() {
     -DincludeScope=runtime -DoutputDirectory="$NEO4J_HOME/lib"
   echo "$NEO4J_VERSION" >"$stamp"
 }
+# Whether the Neo4j holding the ports, if any, was started from another checkout.
+neo4j_foreign() {
+  local pid
+  for pid in $(pgrep -f 'org[.]neo4j[.]server[.]CommunityEntryPoint' || true); do
+    tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "--home-dir=$NEO4J_HOME" || return 0
+  done
+  return 1
+}
+
 neo4j_up() {
+  # Another checkout's server has another data directory: a fault test restarting "the"
+  # server would bring up this checkout's own and find the graph it wrote gone.
+  if neo4j_foreign; then log "neo4j of another checkout is running: replacing it"; neo4j_down; fi
   if bolt_ready; then log "neo4j already up"; return; fi
   neo4j_install
   mkdir -p "$NEO4J_HOME"/{conf,data,logs,run,plugins,import}
