@@ -26,7 +26,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,27 +79,28 @@ def parse_raw(lines: Iterable[str]) -> dict[str, Counter[str]]:
     """py-spy's raw (collapsed) output -> samples per stage, per process ("consumer" for
     the process py-spy attached to, "decode workers" for its subprocesses)."""
     out: dict[str, Counter[str]] = {"consumer": Counter(), "decode workers": Counter()}
-    for line in lines:
-        stack, _, count = line.rstrip("\n").rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        frames = stack.split(";")
+    for frames, count in _stacks(lines):
         # A spawned worker's stacks start in spawn_main (py-spy may first name the process).
         worker = any("spawn_main" in f or "_process_worker" in f for f in frames)
-        if frames[0].startswith("process "):
-            frames = frames[1:]
-        out["decode workers" if worker else "consumer"][stage_of(frames)] += int(count)
+        own = frames[1:] if frames[0].startswith("process ") else frames
+        out["decode workers" if worker else "consumer"][stage_of(own)] += count
     return out
 
 
 def leaves(lines: Iterable[str], top: int = 12) -> list[tuple[str, int]]:
     """The innermost frames that collect the most samples (all processes)."""
     counts: Counter[str] = Counter()
+    for frames, count in _stacks(lines):
+        counts[frames[-1]] += count
+    return counts.most_common(top)
+
+
+def _stacks(lines: Iterable[str]) -> Iterator[tuple[list[str], int]]:
+    """Each line ``frame;frame;... count`` of py-spy's raw output as (frames, count)."""
     for line in lines:
         stack, _, count = line.rstrip("\n").rpartition(" ")
         if stack and count.isdigit():
-            counts[stack.split(";")[-1]] += int(count)
-    return counts.most_common(top)
+            yield stack.split(";"), int(count)
 
 
 def _cpu_by_role(consumer_pid: int) -> dict[str, float]:
