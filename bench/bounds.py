@@ -4,8 +4,9 @@
   the service's batch size and concurrency, no broker; with the CPU the database server
   and the writer's process spent per record.
 - **broker intake**: a consumer that receives and acks the same pre-filled messages and
-  does nothing else (no decoding): the most records/s the broker and the client library
-  deliver on this machine, with batch messages and with one-record messages.
+  does nothing else (no decoding), through the consumers' own receiving path
+  (common.inbound): the most records/s the broker and that path deliver on this machine,
+  with batch messages and with one-record messages.
 - **decode**: parsing, normalising and hashing the same message bodies on one core.
 
 Where ours falls short of a target, these say which stage's cost, added up on the
@@ -28,6 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 from bench import harness, stores
 from common.amqp import Names
 from common.decoding import decode_projected
+from common.inbound import ConsumerLost, Inbound, QueueConsumer
 from common.messages import FileComplete
 from common.records import DataType, Record
 from extractor.envelopes import batch_body, data_body
@@ -127,27 +129,39 @@ async def _intake(data_type: DataType, records: list[Record], batch: int | None)
     await harness.prefill(prefix, "intake", data_type, records, batch=batch)
     messages = (len(records) + batch - 1) // batch if batch else len(records)
     messages += 2  # file_complete, extraction_complete
-    connection = await aio_pika.connect(harness.AMQP_URL)
+    connection = await aio_pika.connect_robust(harness.AMQP_URL)
     async with connection:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=max(4, 2 * BATCH // (batch or 1)))
-        queue = await channel.get_queue(names.queue(data_type))
         done = asyncio.Event()
         seen = 0
+        acks: set[asyncio.Task[None]] = set()
+        lost: list[ConsumerLost] = []
 
-        async def receive(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        def receive(message: Inbound | ConsumerLost) -> None:
+            # The consumers' own receiving path (common.inbound), acking every BATCH.
             nonlocal seen
+            if isinstance(message, ConsumerLost):
+                lost.append(message)
+                done.set()
+                return
             seen += 1
             if seen % BATCH == 0 or seen == messages or batch:
-                await message.ack(multiple=True)
+                ack = asyncio.ensure_future(message.ack(multiple=True))
+                acks.add(ack)
+                ack.add_done_callback(acks.discard)
             if seen == messages:
                 done.set()
 
+        consumer = QueueConsumer(channel, names.queue(data_type), receive)
         started = time.perf_counter()
-        tag = await queue.consume(receive)
+        await consumer.start()
         await asyncio.wait_for(done.wait(), timeout=600)
         seconds = time.perf_counter() - started
-        await queue.cancel(tag)
+        if lost:
+            raise lost[0]
+        await consumer.cancel()
+        await asyncio.gather(*acks)
         for t in DataType:
             for name in (names.queue(t), names.dead_letter_queue(t)):
                 await channel.queue_delete(name)

@@ -23,12 +23,12 @@ import structlog
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
-    AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
 
 from common.batching import Rejection
+from common.inbound import Inbound
 from common.records import DataType
 from common.retry import backoff_delay
 from common.settings import redact_url
@@ -151,12 +151,12 @@ class AckWindow:
     def __init__(self, data_type: DataType) -> None:
         self._data_type = data_type
         self._channel: object = None
-        self._order: deque[AbstractIncomingMessage] = deque()
+        self._order: deque[Inbound] = deque()
         # Settled delivery tags, each mapped to whether it is to be acked (not requeued).
         self._settled: dict[int, bool] = {}
         self._flushing: asyncio.Task[None] | None = None
 
-    def received(self, message: AbstractIncomingMessage) -> None:
+    def received(self, message: Inbound) -> None:
         channel = _channel_of(message)
         if channel is None:
             return  # closed already: the broker requeued it; its ack would fail anyway
@@ -166,14 +166,14 @@ class AckWindow:
             self._settled.clear()
         self._order.append(message)
 
-    def settled(self, message: AbstractIncomingMessage, *, requeued: bool = False) -> None:
+    def settled(self, message: Inbound, *, requeued: bool = False) -> None:
         """Mark ``message`` settled; the ack goes out once the loop is next free.
 
         ``requeued``: it was already returned to the broker (nacked), so the window passes
         over it without acking it (a multiple-ack covers only outstanding deliveries).
         """
         channel = _channel_of(message)
-        if channel is None or channel is not self._channel or message.delivery_tag is None:
+        if channel is None or channel is not self._channel:
             return  # a closed channel's delivery: the broker redelivers it
         self._settled[message.delivery_tag] = not requeued
         if self._flushing is None or self._flushing.done():
@@ -199,7 +199,7 @@ class AckWindow:
                 )
                 return
 
-    def _advance(self) -> AbstractIncomingMessage | None:
+    def _advance(self) -> Inbound | None:
         """Drop the settled run at the front; the last delivery of it to ack, if any."""
         last = None
         while self._order and (tag := self._order[0].delivery_tag) in self._settled:
@@ -209,12 +209,9 @@ class AckWindow:
         return last
 
 
-def _channel_of(message: AbstractIncomingMessage) -> object | None:
+def _channel_of(message: Inbound) -> object | None:
     """The channel ``message`` arrived on, or None once that channel is closed."""
-    try:
-        return message.channel
-    except aio_pika.exceptions.ChannelInvalidStateError:
-        return None
+    return message.channel if message.is_open else None
 
 
 class AmqpDelivery:
@@ -224,7 +221,7 @@ class AmqpDelivery:
 
     def __init__(
         self,
-        message: AbstractIncomingMessage,
+        message: Inbound,
         *,
         dlx: AbstractExchange,
         data_type: DataType,

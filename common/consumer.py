@@ -9,11 +9,12 @@ from typing import TypeVar
 
 import orjson
 import structlog
-from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import AbstractExchange
 
 from common.amqp import SETTLE_ERRORS, AckWindow, AmqpDelivery
 from common.batching import BatchProcessor, Rejection
 from common.decoding import Decoder
+from common.inbound import Inbound
 from common.messages import (
     DataMessage,
     ExtractionComplete,
@@ -55,14 +56,14 @@ class MessageHandler:
         self._decoder = decoder
         self._file_started: dict[DataType, float] = {}
 
-    def start(self, data_type: DataType, message: AbstractIncomingMessage) -> Decoding:
+    def start(self, data_type: DataType, message: Inbound) -> Decoding:
         """Begin decoding a delivery as it arrives; :meth:`handle` takes the result."""
         return self._decoder.start(data_type, message.body)
 
     async def handle(
         self,
         data_type: DataType,
-        message: AbstractIncomingMessage,
+        message: Inbound,
         decoding: Decoding,
         acks: AckWindow,
     ) -> int:

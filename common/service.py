@@ -20,18 +20,14 @@ from dataclasses import asdict
 from typing import Any, TypeVar
 
 import structlog
-from aio_pika.abc import (
-    AbstractChannel,
-    AbstractIncomingMessage,
-    AbstractQueue,
-    AbstractRobustConnection,
-)
+from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
 
 from common.amqp import SETTLE_ERRORS, AckWindow, Names, Topology, connect, declare_topology
 from common.batching import BatchProcessor
 from common.consumer import Decoding, MessageHandler, discard
 from common.decoding import Decoder, Projection, tune_gc
 from common.health import HealthServer
+from common.inbound import ConsumerLost, Inbound, QueueConsumer
 from common.logging import configure_logging
 from common.metrics import Metrics
 from common.records import DataType
@@ -43,9 +39,6 @@ log = structlog.get_logger(__name__)
 # With batch messages, at least this many are prefetched so the next batch is always near.
 _MIN_BATCH_PREFETCH = 4
 _SWITCH_INTERVAL_S = 0.0005
-# aio-pika hands each delivery to its callback through two tasks; after a consumer's
-# cancel-ok, this many loop turns let every delivery that preceded it run.
-_DELIVERY_HOPS = 3
 
 S = TypeVar("S", bound=CommonSettings)
 
@@ -173,36 +166,52 @@ class Service:
         in order, so a completion message never overtakes the records before it.
         """
         channel = await connection.channel()
-        queue = await channel.get_queue(self.names.queue(data_type))
-        inbox: asyncio.Queue[tuple[AbstractIncomingMessage, Decoding]] = asyncio.Queue()
+        inbox: asyncio.Queue[tuple[Inbound, Decoding] | ConsumerLost] = asyncio.Queue()
         acks = self._acks[data_type] = AckWindow(data_type)
 
-        async def receive(message: AbstractIncomingMessage) -> None:
+        def receive(message: Inbound | ConsumerLost) -> None:
+            if isinstance(message, ConsumerLost):
+                inbox.put_nowait(message)
+                return
             acks.received(message)
             inbox.put_nowait((message, handler.start(data_type, message)))
 
         prefetch = self._settings.amqp_prefetch or _MIN_BATCH_PREFETCH
+        consumer: QueueConsumer | None = None
         try:
             while True:
                 await channel.set_qos(prefetch_count=prefetch)
                 self.prefetch[data_type] = prefetch
-                tag = await queue.consume(receive)
+                consumer = QueueConsumer(channel, self.names.queue(data_type), receive)
+                await consumer.start()
                 wanted = prefetch
                 while wanted == prefetch:
-                    message, decoding = await inbox.get()
-                    carried = await handler.handle(data_type, message, decoding, acks)
+                    carried = await self._handle_next(data_type, inbox, handler, acks)
                     wanted = self._prefetch_for(carried) if carried else prefetch
-                await queue.cancel(tag)
-                for _ in range(_DELIVERY_HOPS):  # deliveries before the cancel reach the inbox
-                    await asyncio.sleep(0)
+                await consumer.cancel()  # what it received is in the inbox now, in order
                 while not inbox.empty():
-                    message, decoding = inbox.get_nowait()
-                    await handler.handle(data_type, message, decoding, acks)
+                    await self._handle_next(data_type, inbox, handler, acks)
                 log.info("prefetch resized", data_type=data_type.value, prefetch=wanted)
                 prefetch = wanted
         finally:
+            if consumer is not None:
+                consumer.detach()
             while not inbox.empty():
-                discard(inbox.get_nowait()[1])
+                if isinstance(item := inbox.get_nowait(), tuple):
+                    discard(item[1])
+
+    @staticmethod
+    async def _handle_next(
+        data_type: DataType,
+        inbox: asyncio.Queue[tuple[Inbound, Decoding] | ConsumerLost],
+        handler: MessageHandler,
+        acks: AckWindow,
+    ) -> int:
+        item = await inbox.get()
+        if isinstance(item, ConsumerLost):
+            raise item
+        message, decoding = item
+        return await handler.handle(data_type, message, decoding, acks)
 
     def _prefetch_for(self, records_per_message: int) -> int:
         """The prefetch that keeps two batches' worth of records arriving."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 import urllib.parse
 import urllib.request
 from typing import Any
@@ -38,3 +39,24 @@ async def delete_named(prefix: str) -> None:
 async def queue_names(prefix: str) -> list[str]:
     items = await asyncio.to_thread(_api, "GET", "queues/%2F?columns=name")
     return sorted(i["name"] for i in items if i["name"].startswith(prefix))
+
+
+def _close_connections_sync(name: str) -> int:
+    closed = 0
+    for item in _api("GET", "connections?columns=name,client_properties"):
+        if (item.get("client_properties") or {}).get("connection_name") == name:
+            _api("DELETE", f"connections/{urllib.parse.quote(item['name'], safe='')}")
+            closed += 1
+    return closed
+
+
+async def close_connections(name: str, *, within: float = 30) -> int:
+    """Force-close (as a broker restart would) every connection that named itself
+    ``name`` (``?name=`` in its URL); returns how many. The management API lists a new
+    connection only after its next statistics round (5 s), so this waits for one."""
+    deadline = time.monotonic() + within
+    while not (closed := await asyncio.to_thread(_close_connections_sync, name)):
+        if time.monotonic() > deadline:
+            return 0
+        await asyncio.sleep(0.2)
+    return closed

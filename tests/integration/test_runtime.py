@@ -16,6 +16,7 @@ from common.amqp import REASON_HEADER, Names
 from common.records import DataType
 from common.service import Service
 from tests import servers
+from tests.amqp_admin import close_connections
 from tests.support import RecordingWriter, RuntimeSettings, eventually
 
 pytestmark = pytest.mark.integration
@@ -35,11 +36,9 @@ StartService = Callable[..., "contextlib.AbstractAsyncContextManager[Running]"]
 def start_service(exchange_prefix: str) -> StartService:
     @contextlib.asynccontextmanager
     async def start(writer: RecordingWriter, **overrides: object) -> AsyncIterator[Running]:
+        defaults: dict[str, object] = {"amqp_url": servers.AMQP_URL, "health_port": 0}
         settings = RuntimeSettings(
-            amqp_url=servers.AMQP_URL,
-            discogs_exchange_prefix=exchange_prefix,
-            health_port=0,
-            **overrides,
+            discogs_exchange_prefix=exchange_prefix, **(defaults | overrides)
         )
         service = Service(name="testsvc", settings=settings, writer=writer)
         stop = asyncio.Event()
@@ -277,3 +276,39 @@ async def test_prefetch_follows_the_message_size_and_all_records_load(
         await publish(amqp_connection, exchange_prefix, DataType.ARTISTS, artist(1000))
         await eventually(lambda: prefetch[DataType.ARTISTS] == 10, what="one-record window")
         await eventually(lambda: writer.count(DataType.ARTISTS) == 401, what="the single")
+
+
+async def test_consumption_resumes_after_the_broker_drops_the_connection(
+    start_service: StartService,
+    amqp_connection: aio_pika.abc.AbstractConnection,
+    exchange_prefix: str,
+) -> None:
+    writer = RecordingWriter()
+    name = f"{exchange_prefix}-svc"
+    url = f"{servers.AMQP_URL}?name={name}&reconnect_interval=0.2"
+    async with start_service(writer, amqp_url=url) as running:
+        await publish(amqp_connection, exchange_prefix, DataType.ARTISTS, artist(1), artist(2))
+        await eventually(lambda: writer.count(DataType.ARTISTS) == 2, what="before the drop")
+        assert await close_connections(name) == 1
+        await publish(amqp_connection, exchange_prefix, DataType.ARTISTS, artist(3), artist(4))
+        await eventually(
+            lambda: writer.count(DataType.ARTISTS) == 4, within=30, what="after reconnecting"
+        )
+        await eventually(lambda: running.service._health()[0], what="healthy again")
+        assert not running.task.done()
+    queue = Names(exchange_prefix, "testsvc").queue(DataType.ARTISTS)
+    await eventually(lambda: _count_is(amqp_connection, queue, 0), what="all acked")
+
+
+async def test_a_queue_deleted_under_the_service_stops_it_with_a_failure(
+    start_service: StartService,
+    amqp_connection: aio_pika.abc.AbstractConnection,
+    exchange_prefix: str,
+) -> None:
+    writer = RecordingWriter()
+    async with start_service(writer) as running:
+        channel = await amqp_connection.channel()
+        await channel.queue_delete(Names(exchange_prefix, "testsvc").queue(DataType.LABELS))
+        await channel.close()
+        code = await asyncio.wait_for(asyncio.shield(running.task), timeout=30)
+    assert code == 1

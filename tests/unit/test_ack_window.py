@@ -6,33 +6,28 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import aiormq
-from aio_pika.abc import AbstractIncomingMessage
-from aio_pika.exceptions import ChannelInvalidStateError
 
 from common.amqp import AckWindow
+from common.inbound import Inbound
 from common.records import DataType
 
 
 @dataclass
 class FakeMessage:
-    """Just what the window reads of a delivery: its channel and tag, and ack().
+    """Just what the window reads of a delivery: its channel, whether that is open, its
+    tag, and ack()."""
 
-    Like aio-pika's, reading ``channel`` raises once the channel is closed.
-    """
-
-    open_channel: object
+    channel: object
     delivery_tag: int
     acks: list[tuple[int, bool]] = field(default_factory=list)
     fail: bool = False
     closed: bool = False
 
     @property
-    def channel(self) -> object:
-        if self.closed:
-            raise ChannelInvalidStateError
-        return self.open_channel
+    def is_open(self) -> bool:
+        return not self.closed
 
-    async def ack(self, multiple: bool = False) -> None:
+    async def ack(self, *, multiple: bool = False) -> None:
         if self.fail:
             raise aiormq.exceptions.ChannelInvalidStateError("closed")
         self.acks.append((self.delivery_tag, multiple))
@@ -52,8 +47,8 @@ def received(window: AckWindow, channel: object, tags: range, log: Acks) -> list
     return messages
 
 
-def as_incoming(message: FakeMessage) -> AbstractIncomingMessage:
-    return cast(AbstractIncomingMessage, message)
+def as_incoming(message: FakeMessage) -> Inbound:
+    return cast(Inbound, message)
 
 
 async def settle(window: AckWindow, *messages: FakeMessage, requeued: bool = False) -> None:

@@ -1,0 +1,147 @@
+"""Consuming one queue below aio-pika's message objects, with its reconnection kept.
+
+aio-pika hands each delivery to a consumer through an ``IncomingMessage`` (a dozen
+attributes set through a checking ``__setattr__``) and a task of its own, on top of the
+task aiormq already runs per delivery. With one-record messages that was 70 µs of the
+consumer's 170 µs a message for receiving alone (bench, releases). :class:`QueueConsumer`
+consumes on the robust channel's underlying aiormq channel and hands the callback an
+:class:`Inbound`, which carries only what the runtime reads.
+
+Reconnection stays aio-pika's: the robust connection reopens the channel (restoring its
+prefetch), and the channel's reopen callback consumes again on the new one. Deliveries of
+the old channel are void: the broker requeued them. A consumer the broker cancels (its
+queue was deleted), or a queue gone when consuming again, reaches the callback as a
+:class:`ConsumerLost`: the caller stops, since consuming again would only fail the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import aiormq
+import structlog
+from aio_pika.abc import AbstractRobustChannel
+from aiormq.abc import AbstractChannel, DeliveredMessage
+from pamqp import commands
+
+log = structlog.get_logger(__name__)
+
+# What consuming again raises when the channel was lost once more meanwhile: the next
+# reopen consumes again.
+_LOST = (aiormq.exceptions.AMQPError, ConnectionError, TimeoutError)
+
+
+class Inbound:
+    """One delivery: its body, the properties the runtime reads, and its settlement."""
+
+    __slots__ = ("body", "channel", "content_type", "delivery_tag", "headers", "redelivered")
+
+    def __init__(self, message: DeliveredMessage) -> None:
+        deliver = message.delivery
+        properties = message.header.properties
+        self.body: bytes = message.body
+        self.channel: AbstractChannel = message.channel
+        self.delivery_tag: int = getattr(deliver, "delivery_tag", 0) or 0
+        self.redelivered: bool = bool(getattr(deliver, "redelivered", False))
+        self.headers: dict[str, Any] | None = properties.headers
+        self.content_type: str | None = properties.content_type
+
+    @property
+    def is_open(self) -> bool:
+        """Whether it can still be settled (its channel is open)."""
+        return not self.channel.is_closed
+
+    async def ack(self, *, multiple: bool = False) -> None:
+        await self.channel.basic_ack(self.delivery_tag, multiple=multiple)
+
+    async def nack(self, *, requeue: bool = True) -> None:
+        await self.channel.basic_nack(self.delivery_tag, requeue=requeue)
+
+
+class ConsumerLost(Exception):
+    """The broker ended the consumer for good; ``str(e)`` says why."""
+
+
+OnMessage = Callable[[Inbound | ConsumerLost], None]
+
+
+class QueueConsumer:
+    """Consumes ``queue`` on ``channel`` until :meth:`cancel`, across reconnections.
+
+    ``on_message`` is called in delivery order, with each :class:`Inbound`, and last
+    with a :class:`ConsumerLost` if the broker ends the consumer.
+    """
+
+    def __init__(self, channel: AbstractRobustChannel, queue: str, on_message: OnMessage) -> None:
+        self._channel = channel
+        self._queue = queue
+        self._on_message = on_message
+        self._underlay: AbstractChannel | None = None
+        self._tag: str | None = None
+        self._active = False
+
+    async def start(self) -> None:
+        self._active = True
+        self._channel.reopen_callbacks.add(self._reopened)
+        await self._consume()
+
+    async def cancel(self) -> None:
+        """Stop consuming (idempotent); deliveries before the broker's cancel-ok have been
+        passed to ``on_message`` when it returns."""
+        if not self._active:
+            return
+        self._active = False
+        self._channel.reopen_callbacks.discard(self._reopened)
+        underlay, tag = self._underlay, self._tag
+        self._underlay = self._tag = None
+        if underlay is not None and tag is not None and not underlay.is_closed:
+            with contextlib.suppress(*_LOST):  # lost: the broker dropped the consumer
+                await underlay.basic_cancel(tag)
+
+    def detach(self) -> None:
+        """Pass nothing on any more, at once (shutdown): later deliveries stay unacked and
+        the broker requeues them when the channel closes."""
+        self._active = False
+        self._channel.reopen_callbacks.discard(self._reopened)
+        self._on_message = _drop
+
+    async def _consume(self) -> None:
+        underlay = await self._channel.get_underlay_channel()
+        underlay.on_consumer_cancel_callbacks.add(self._cancelled)
+        ok = await underlay.basic_consume(self._queue, self._deliver)
+        self._underlay, self._tag = underlay, ok.consumer_tag
+
+    async def _reopened(self, _channel: object) -> None:
+        if not self._active:
+            return
+        try:
+            await self._consume()
+        except aiormq.exceptions.ChannelNotFoundEntity as e:
+            self._lost(f"queue {self._queue} is gone: {e}")
+            return
+        except _LOST as e:
+            log.warning("consume after reopen failed; next reopen retries", error=repr(e))
+            return
+        log.info("consuming again after reconnect", queue=self._queue)
+
+    async def _deliver(self, message: DeliveredMessage) -> None:
+        self._on_message(Inbound(message))
+
+    def _cancelled(self, frame: commands.Basic.Cancel | commands.Basic.CancelOk) -> None:
+        if (
+            self._active
+            and isinstance(frame, commands.Basic.Cancel)
+            and (frame.consumer_tag == self._tag)
+        ):
+            self._lost(f"the broker cancelled the consumer of {self._queue} (queue deleted?)")
+
+    def _lost(self, reason: str) -> None:
+        log.error("consumer lost", queue=self._queue, reason=reason)
+        self._active = False
+        self._on_message(ConsumerLost(reason))
+
+
+def _drop(_message: Inbound | ConsumerLost) -> None:
+    """The callback of a detached consumer."""

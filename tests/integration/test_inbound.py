@@ -1,0 +1,178 @@
+"""common.inbound on the real broker: what a delivery carries, settlement, a consumer's
+cancel, reconnection and a queue deleted under it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+
+from common.inbound import ConsumerLost, Inbound, QueueConsumer
+from tests import servers
+from tests.amqp_admin import close_connections
+from tests.support import eventually
+
+pytestmark = pytest.mark.integration
+
+Got = list[Inbound | ConsumerLost]
+
+
+@pytest.fixture
+async def robust(exchange_prefix: str) -> AsyncIterator[aio_pika.abc.AbstractRobustConnection]:
+    """A robust connection named after the test, reconnecting quickly."""
+    url = f"{servers.AMQP_URL}?name={exchange_prefix}-conn&reconnect_interval=0.2"
+    connection = await aio_pika.connect_robust(url, timeout=5)
+    async with connection:
+        yield connection
+
+
+async def queue_on(
+    connection: aio_pika.abc.AbstractConnection, name: str
+) -> aio_pika.abc.AbstractChannel:
+    channel = await connection.channel()
+    await channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
+    return channel
+
+
+async def publish(channel: aio_pika.abc.AbstractChannel, queue: str, *bodies: bytes) -> None:
+    for body in bodies:
+        message = aio_pika.Message(body, headers={"h": "v"}, content_type="application/json")
+        await channel.default_exchange.publish(message, routing_key=queue)
+
+
+async def ready(channel: aio_pika.abc.AbstractChannel, queue: str) -> int:
+    """Messages ready in ``queue`` (asked of the broker: aio-pika answers a passive
+    declare of a queue its channel declared before from what it remembers)."""
+    underlay = await channel.get_underlay_channel()
+    declared = await underlay.queue_declare(queue, passive=True)
+    return declared.message_count or 0
+
+
+async def test_a_delivery_carries_body_and_properties_and_settles(
+    robust: aio_pika.abc.AbstractRobustConnection, exchange_prefix: str
+) -> None:
+    name = f"{exchange_prefix}-q"
+    channel = await queue_on(robust, name)
+    await publish(channel, name, b"one")
+    got: Got = []
+    consumer = QueueConsumer(await robust.channel(), name, got.append)
+    await consumer.start()
+    await eventually(lambda: len(got) == 1, what="delivered")
+    first = got[0]
+    assert isinstance(first, Inbound)
+    assert (first.body, first.headers, first.content_type) == (
+        b"one",
+        {"h": "v"},
+        "application/json",
+    )
+    assert not first.redelivered
+    assert first.is_open
+    await first.nack(requeue=True)
+    await eventually(lambda: len(got) == 2, what="redelivered")
+    again = got[1]
+    assert isinstance(again, Inbound)
+    assert again.body == b"one"
+    assert again.redelivered
+    await again.ack()
+    await consumer.cancel()
+    await consumer.cancel()  # idempotent
+    assert await ready(channel, name) == 0
+
+
+async def test_cancel_returns_after_every_delivery_before_it_was_passed_on(
+    robust: aio_pika.abc.AbstractRobustConnection, exchange_prefix: str
+) -> None:
+    name = f"{exchange_prefix}-q"
+    channel = await queue_on(robust, name)
+    await publish(channel, name, *(str(i).encode() for i in range(200)))
+    consuming = await robust.channel()
+    await consuming.set_qos(prefetch_count=50)
+    got: Got = []
+    consumer = QueueConsumer(consuming, name, got.append)
+    await consumer.start()
+    await eventually(lambda: len(got) >= 10, what="deliveries")
+    await consumer.cancel()
+    passed = len(got)
+    await ready(consuming, name)  # a round trip on that channel: nothing was still on its way
+    assert len(got) == passed
+    bodies = [m.body for m in got if isinstance(m, Inbound)]
+    assert bodies == [str(i).encode() for i in range(passed)]  # in order
+    last = got[-1]
+    assert isinstance(last, Inbound)
+    await last.ack(multiple=True)
+    await consuming.close()
+    await eventually(lambda: _ready_is(channel, name, 200 - passed), what="rest still queued")
+
+
+async def _ready_is(channel: aio_pika.abc.AbstractChannel, queue: str, n: int) -> bool:
+    return await ready(channel, queue) == n
+
+
+async def test_consuming_resumes_on_a_new_channel_after_the_connection_is_dropped(
+    robust: aio_pika.abc.AbstractRobustConnection, exchange_prefix: str
+) -> None:
+    name = f"{exchange_prefix}-q"
+    publisher = await aio_pika.connect(servers.AMQP_URL, timeout=5)
+    async with publisher:
+        channel = await queue_on(publisher, name)
+        got: Got = []
+        consumer = QueueConsumer(await robust.channel(), name, got.append)
+        await consumer.start()
+        await publish(channel, name, b"before")
+        await eventually(lambda: len(got) == 1, what="first delivery")
+        assert await close_connections(f"{exchange_prefix}-conn") == 1
+        before = got[0]
+        assert isinstance(before, Inbound)
+        await eventually(lambda: not before.is_open, what="old channel closed")
+        # Unacked when the connection went: the broker requeued it, and it comes again.
+        await eventually(lambda: len(got) == 2, within=30, what="redelivery after reconnect")
+        await publish(channel, name, b"after")
+        await eventually(lambda: len(got) == 3, what="new delivery after reconnect")
+        again, after = got[1], got[2]
+        assert isinstance(again, Inbound)
+        assert isinstance(after, Inbound)
+        assert (again.body, again.redelivered, after.body) == (b"before", True, b"after")
+        assert again.is_open
+        await after.ack(multiple=True)
+        await consumer.cancel()
+        await eventually(lambda: _ready_is(channel, name, 0), what="all acked")
+
+
+async def test_a_queue_deleted_under_the_consumer_ends_it_with_a_reason(
+    robust: aio_pika.abc.AbstractRobustConnection, exchange_prefix: str
+) -> None:
+    name = f"{exchange_prefix}-q"
+    channel = await queue_on(robust, name)
+    got: Got = []
+    consumer = QueueConsumer(await robust.channel(), name, got.append)
+    await consumer.start()
+    await channel.queue_delete(name)
+    await eventually(lambda: len(got) == 1, what="consumer lost")
+    lost = got[0]
+    assert isinstance(lost, ConsumerLost)
+    assert "cancelled the consumer" in str(lost)
+    assert name in str(lost)
+    await consumer.cancel()  # a lost consumer's cancel is a no-op
+
+
+async def test_a_detached_consumer_passes_nothing_on(
+    robust: aio_pika.abc.AbstractRobustConnection, exchange_prefix: str
+) -> None:
+    name = f"{exchange_prefix}-q"
+    channel = await queue_on(robust, name)
+    got: Got = []
+    consuming = await robust.channel()
+    consumer = QueueConsumer(consuming, name, got.append)
+    await consumer.start()
+    consumer.detach()
+    await publish(channel, name, b"x")
+    await eventually(lambda: _unacked_is(consuming, name), what="delivered to the channel")
+    assert got == []
+    await consuming.close()
+    await eventually(lambda: _ready_is(channel, name, 1), what="requeued on close")
+
+
+async def _unacked_is(channel: aio_pika.abc.AbstractChannel, queue: str) -> bool:
+    """Whether the one message left the queue (it went to the detached consumer)."""
+    return await ready(channel, queue) == 0
