@@ -4,6 +4,7 @@ cancel, reconnection and a queue deleted under it."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import aio_pika
 import pytest
@@ -41,6 +42,33 @@ async def publish(channel: aio_pika.abc.AbstractChannel, queue: str, *bodies: by
         await channel.default_exchange.publish(message, routing_key=queue)
 
 
+@dataclass
+class Queue:
+    """The test's queue (a quorum queue, as the services declare) and a channel to it."""
+
+    name: str
+    channel: aio_pika.abc.AbstractChannel
+
+
+@pytest.fixture
+async def queue(robust: aio_pika.abc.AbstractRobustConnection, exchange_prefix: str) -> Queue:
+    name = f"{exchange_prefix}-q"
+    return Queue(name, await queue_on(robust, name))
+
+
+async def started(
+    connection: aio_pika.abc.AbstractRobustConnection, queue: str, *, prefetch: int = 0
+) -> tuple[aio_pika.abc.AbstractChannel, Got, QueueConsumer]:
+    """A consumer of ``queue`` on a channel of its own, recording what it is handed."""
+    channel = await connection.channel()
+    if prefetch:
+        await channel.set_qos(prefetch_count=prefetch)
+    got: Got = []
+    consumer = QueueConsumer(channel, queue, got.append)
+    await consumer.start()
+    return channel, got, consumer
+
+
 async def ready(channel: aio_pika.abc.AbstractChannel, queue: str) -> int:
     """Messages ready in ``queue`` (asked of the broker: aio-pika answers a passive
     declare of a queue its channel declared before from what it remembers)."""
@@ -50,14 +78,11 @@ async def ready(channel: aio_pika.abc.AbstractChannel, queue: str) -> int:
 
 
 async def test_a_delivery_carries_body_and_properties_and_settles(
-    robust: aio_pika.abc.AbstractRobustConnection, exchange_prefix: str
+    robust: aio_pika.abc.AbstractRobustConnection, queue: Queue
 ) -> None:
-    name = f"{exchange_prefix}-q"
-    channel = await queue_on(robust, name)
+    name, channel = queue.name, queue.channel
     await publish(channel, name, b"one")
-    got: Got = []
-    consumer = QueueConsumer(await robust.channel(), name, got.append)
-    await consumer.start()
+    _, got, consumer = await started(robust, name)
     await eventually(lambda: len(got) == 1, what="delivered")
     first = got[0]
     assert isinstance(first, Inbound)
@@ -81,16 +106,11 @@ async def test_a_delivery_carries_body_and_properties_and_settles(
 
 
 async def test_cancel_returns_after_every_delivery_before_it_was_passed_on(
-    robust: aio_pika.abc.AbstractRobustConnection, exchange_prefix: str
+    robust: aio_pika.abc.AbstractRobustConnection, queue: Queue
 ) -> None:
-    name = f"{exchange_prefix}-q"
-    channel = await queue_on(robust, name)
+    name, channel = queue.name, queue.channel
     await publish(channel, name, *(str(i).encode() for i in range(200)))
-    consuming = await robust.channel()
-    await consuming.set_qos(prefetch_count=50)
-    got: Got = []
-    consumer = QueueConsumer(consuming, name, got.append)
-    await consumer.start()
+    consuming, got, consumer = await started(robust, name, prefetch=50)
     await eventually(lambda: len(got) >= 10, what="deliveries")
     await consumer.cancel()
     passed = len(got)
@@ -116,9 +136,7 @@ async def test_consuming_resumes_on_a_new_channel_after_the_connection_is_droppe
     publisher = await aio_pika.connect(servers.AMQP_URL, timeout=5)
     async with publisher:
         channel = await queue_on(publisher, name)
-        got: Got = []
-        consumer = QueueConsumer(await robust.channel(), name, got.append)
-        await consumer.start()
+        _, got, consumer = await started(robust, name)
         await publish(channel, name, b"before")
         await eventually(lambda: len(got) == 1, what="first delivery")
         assert await close_connections(f"{exchange_prefix}-conn") == 1
@@ -140,13 +158,10 @@ async def test_consuming_resumes_on_a_new_channel_after_the_connection_is_droppe
 
 
 async def test_a_queue_deleted_under_the_consumer_ends_it_with_a_reason(
-    robust: aio_pika.abc.AbstractRobustConnection, exchange_prefix: str
+    robust: aio_pika.abc.AbstractRobustConnection, queue: Queue
 ) -> None:
-    name = f"{exchange_prefix}-q"
-    channel = await queue_on(robust, name)
-    got: Got = []
-    consumer = QueueConsumer(await robust.channel(), name, got.append)
-    await consumer.start()
+    name, channel = queue.name, queue.channel
+    _, got, consumer = await started(robust, name)
     await channel.queue_delete(name)
     await eventually(lambda: len(got) == 1, what="consumer lost")
     lost = got[0]
@@ -157,14 +172,10 @@ async def test_a_queue_deleted_under_the_consumer_ends_it_with_a_reason(
 
 
 async def test_a_detached_consumer_passes_nothing_on(
-    robust: aio_pika.abc.AbstractRobustConnection, exchange_prefix: str
+    robust: aio_pika.abc.AbstractRobustConnection, queue: Queue
 ) -> None:
-    name = f"{exchange_prefix}-q"
-    channel = await queue_on(robust, name)
-    got: Got = []
-    consuming = await robust.channel()
-    consumer = QueueConsumer(consuming, name, got.append)
-    await consumer.start()
+    name, channel = queue.name, queue.channel
+    consuming, got, consumer = await started(robust, name)
     consumer.detach()
     await publish(channel, name, b"x")
     await eventually(lambda: _unacked_is(consuming, name), what="delivered to the channel")
