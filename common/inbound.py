@@ -92,10 +92,8 @@ class QueueConsumer:
         passed to ``on_message`` when it returns."""
         if not self._active:
             return
-        self._active = False
-        self._channel.reopen_callbacks.discard(self._reopened)
         underlay, tag = self._underlay, self._tag
-        self._underlay = self._tag = None
+        self._stop()
         if underlay is not None and tag is not None and not underlay.is_closed:
             with contextlib.suppress(*_LOST):  # lost: the broker dropped the consumer
                 await underlay.basic_cancel(tag)
@@ -103,9 +101,17 @@ class QueueConsumer:
     def detach(self) -> None:
         """Pass nothing on any more, at once (shutdown): later deliveries stay unacked and
         the broker requeues them when the channel closes."""
+        self._stop()
+        self._on_message = _drop
+
+    def _stop(self) -> None:
+        """No more consuming again on reopen, and no callbacks left on the channels (a
+        resized prefetch puts a new consumer on the same channel)."""
         self._active = False
         self._channel.reopen_callbacks.discard(self._reopened)
-        self._on_message = _drop
+        if self._underlay is not None:
+            self._underlay.on_consumer_cancel_callbacks.discard(self._cancelled)
+        self._underlay = self._tag = None
 
     async def _consume(self) -> None:
         underlay = await self._channel.get_underlay_channel()
@@ -139,6 +145,7 @@ class QueueConsumer:
 
     def _lost(self, reason: str) -> None:
         log.error("consumer lost", queue=self._queue, reason=reason)
+        # Not _stop(): this may run inside aiormq's loop over the cancel callbacks.
         self._active = False
         self._on_message(ConsumerLost(reason))
 
