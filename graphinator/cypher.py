@@ -44,13 +44,23 @@ CONSTRAINTS: tuple[str, ...] = tuple(
     for label, key in _KEYS
 )
 
-# Every batch statement keeps its first plan. Each plan is index seeks and unique-key
-# merges whatever the statistics say (tests/integration/test_graphinator_writer.py checks
-# them on an empty graph), but while a first load grows the graph from nothing Neo4j
-# would replan the cached statements every 10 s as their statistics diverge, and with a
-# dozen statements per batch that stalled writes for seconds (2-3 s batches, several in a
-# row, in the bench).
+# Every batch statement keeps its first plan. While a first load grows the graph from
+# nothing, Neo4j would replan the cached statements every 10 s as their statistics
+# diverge, and with a dozen statements per batch that stalled writes for seconds (2-3 s
+# batches, several in a row, in the bench). A kept plan must then be good whatever the
+# statistics were when it was made, so every MATCH on a keyed node names its unique
+# index seek (:func:`_seek`): on a graph of a few hundred nodes just after it was emptied,
+# the planner otherwise chose to scan the whole index for each row and filter it, and
+# the kept plan grew with the graph (batches 0.8 s -> 17 s in the bench).
 KEEP_PLAN = "CYPHER replan=skip "
+
+
+def _seek(var: str, label: str, value: str, key: str = "id", pattern: str = "") -> str:
+    """``MATCH`` of the one node whose unique ``key`` is ``value``, by its index seek."""
+    return (
+        f"MATCH ({var}:{label} {{{key}: {value}}}){pattern} USING INDEX SEEK {var}:{label}({key}) "
+    )
+
 
 # The hash gate, in one statement (no read-then-write race). A record rewrites its node
 # when the stored hash is absent or different AND the node was not stored from a newer
@@ -100,7 +110,7 @@ ORPHANS = (
 
 def _delete(label: str, pattern: str) -> str:
     return (
-        f"{KEEP_PLAN}UNWIND $rows AS row MATCH (:{label} {{id: row.id}}){pattern} "
+        f"{KEEP_PLAN}UNWIND $rows AS row {_seek('o', label, 'row.id', pattern=pattern)}"
         "DELETE r RETURN elementId(t) AS t"
     )
 
@@ -108,7 +118,8 @@ def _delete(label: str, pattern: str) -> str:
 def _unflag(label: str, pattern: str, rel: str, flag: str, other: str) -> str:
     """Withdraw this record's definition of a two-sided edge; delete it if none is left."""
     return (
-        f"{KEEP_PLAN}UNWIND $rows AS row MATCH (:{label} {{id: row.id}}){pattern.format(rel=rel)} "
+        f"{KEEP_PLAN}UNWIND $rows AS row "
+        f"{_seek('o', label, 'row.id', pattern=pattern.format(rel=rel))}"
         f"WHERE r.{flag} REMOVE r.{flag} WITH r, t WHERE r.{other} IS NULL "
         "DELETE r RETURN elementId(t) AS t"
     )
@@ -116,22 +127,23 @@ def _unflag(label: str, pattern: str, rel: str, flag: str, other: str) -> str:
 
 def _create(src: str, rel: str, dst: str, key: str = "id", props: str = "") -> str:
     return (
-        f"{KEEP_PLAN}UNWIND $rows AS row MATCH (s:{src} {{id: row.src}}) "
-        f"MATCH (t:{dst} {{{key}: row.dst}}) CREATE (s)-[:{rel}{props}]->(t)"
+        f"{KEEP_PLAN}UNWIND $rows AS row {_seek('s', src, 'row.src')}"
+        f"{_seek('t', dst, 'row.dst', key)}CREATE (s)-[:{rel}{props}]->(t)"
     )
 
 
 def _flagged(label: str, rel: str, flag: str) -> str:
     return (
-        f"{KEEP_PLAN}UNWIND $rows AS row MATCH (s:{label} {{id: row.src}}) "
-        f"MATCH (t:{label} {{id: row.dst}}) MERGE (s)-[r:{rel}]->(t) SET r.{flag} = true"
+        f"{KEEP_PLAN}UNWIND $rows AS row {_seek('s', label, 'row.src')}"
+        f"{_seek('t', label, 'row.dst')}MERGE (s)-[r:{rel}]->(t) SET r.{flag} = true"
     )
 
 
 _OUT, _IN = "-[r:{rel}]->(t)", "<-[r:{rel}]-(t)"
 # BY and CREDITED_ON both lock artists: one statement, rows sorted by artist, one lock order.
-_RELEASE_ARTIST = KEEP_PLAN + (
-    "UNWIND $rows AS row MATCH (s:Release {id: row.src}) MATCH (t:Artist {id: row.dst}) "
+_RELEASE_ARTIST = (
+    f"{KEEP_PLAN}UNWIND $rows AS row {_seek('s', RELEASE, 'row.src')}"
+    f"{_seek('t', ARTIST, 'row.dst')}"
     "FOREACH (_ IN CASE WHEN row.kind = 'by' THEN [1] ELSE [] END | CREATE (s)-[:BY]->(t)) "
     "FOREACH (_ IN CASE WHEN row.kind = 'credit' THEN [1] ELSE [] END | "
     "CREATE (t)-[:CREDITED_ON {role: row.prop}]->(s))"
@@ -207,7 +219,7 @@ class PurgeStatements:
 
 def _purge(label: str) -> PurgeStatements:
     stale = "n.placeholder = false AND (n.seen IS NULL OR n.seen < {v})"
-    one = f"UNWIND $rows AS row MATCH (n:{label} {{id: row.id}}) "
+    one = f"UNWIND $rows AS row {_seek('n', label, 'row.id')}"
     return PurgeStatements(
         facts=f"MATCH (n:{label}) WHERE n.placeholder = false RETURN count(n) AS stored, "
         "sum(CASE WHEN n.seen = $version THEN 1 ELSE 0 END) AS seen",

@@ -392,3 +392,20 @@ def test_merge_gates_on_hash_and_version_order() -> None:
         assert "seen <= row.version" in query
         assert "n.hash <> row.hash" in query
         assert query.endswith("RETURN n.id AS id, added")
+
+
+ROW_STATEMENTS = [
+    *BATCH_STATEMENTS,
+    *(q for p in cypher.PURGE.values() for q in (p.claim, p.demote, p.delete)),
+]
+
+
+@pytest.mark.parametrize("query", ROW_STATEMENTS)
+def test_every_keyed_match_names_its_index_seek(query: str) -> None:
+    """A kept plan must not depend on the statistics it was made with (see KEEP_PLAN)."""
+    matches = re.findall(r"MATCH \((\w*):(\w+) \{(\w+): row\.\w+\}\)", query)
+    for var, label, key in matches:
+        assert var, query  # a hint needs the node named
+        assert f"USING INDEX SEEK {var}:{label}({key})" in query, (var, query)
+    unkeyed = re.findall(r"MATCH \(\w*(?::\w+)?\)", query)
+    assert unkeyed == (["MATCH (t)"] if query == cypher.ORPHANS else []), query
