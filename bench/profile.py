@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness
-from bench.run import LOGS, PORT, RESULTS, delete_queues, store_for
+from bench.cases import LOGS, PORT, RESULTS, delete_queues, store_for
 from common.records import DataType
 
 PROFILES = RESULTS / "profiles"

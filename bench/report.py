@@ -82,6 +82,9 @@ def tables(report: dict[str, Any]) -> str:
         f"Machine: {machine.get('cpus')} cores, Python {machine.get('python')}, "
         f"{machine.get('platform')}; whole run {report.get('seconds')} s.",
     ]
+    if report.get("seconds_by_part"):
+        parts = ", ".join(f"{k} {v:g}" for k, v in report["seconds_by_part"].items())
+        rows += ["", f"Seconds by part: {parts}."]
     return "\n".join(rows) + "\n"
 
 
