@@ -151,7 +151,7 @@ def _batch_latencies(log: Path) -> list[float]:
     return sorted(out)
 
 
-def _consuming_at(log: Path) -> float | None:
+def consuming_at(log: Path) -> float | None:
     """Wall-clock time of the consumer's ``consuming`` event (start-up done)."""
     for line in log.read_text(errors="replace").splitlines():
         if '"consuming"' in line:
@@ -216,7 +216,7 @@ def run_consumer(
         except subprocess.TimeoutExpired:
             proc.kill()
     latencies = _batch_latencies(log)
-    consuming = _consuming_at(log)
+    consuming = consuming_at(log)
     done_records = expected if done else committed
     steady = None
     if consuming is not None and finished_wall > consuming:

@@ -1,0 +1,43 @@
+"""The growth scenario's reading of a consumer's log (bench/scenarios.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.scenarios import batch_progress, window_rate
+
+
+def _line(stamp: str, total: int) -> str:
+    return json.dumps({"event": "Batch processed", "total": total, "timestamp": stamp})
+
+
+def test_progress_reads_batch_lines_only(tmp_path: Path) -> None:
+    log = tmp_path / "c.log"
+    log.write_text(
+        "\n".join(
+            [
+                json.dumps({"event": "consuming", "timestamp": "2026-12-01T10:00:00Z"}),
+                _line("2026-12-01T10:00:01Z", 500),
+                "not json, a traceback line",
+                json.dumps({"event": "Batch processed", "timestamp": "2026-12-01T10:00:02Z"}),
+                _line("2026-12-01T10:00:03.5Z", 1000),
+            ]
+        )
+    )
+    progress = batch_progress(log)
+    assert [total for _, total in progress] == [500, 1000]
+    assert progress[1][0] - progress[0][0] == 2.5
+
+
+def test_window_rate_spans_the_first_points_past_each_mark() -> None:
+    progress = [(0.0, 0), (1.0, 500), (2.0, 1000), (4.0, 1500), (6.0, 2000)]
+    assert window_rate(progress, 0, 1000) == 500.0
+    assert window_rate(progress, 1000, 2000) == 250.0
+    assert window_rate(progress, 900, 1600) == 250.0  # from 1000 at 2 s to 2000 at 6 s
+
+
+def test_window_rate_is_none_when_the_load_stopped_short() -> None:
+    assert window_rate([(0.0, 0), (1.0, 500)], 0, 1000) is None
+    assert window_rate([], 0, 10) is None
+    assert window_rate([(1.0, 500), (1.0, 1000)], 500, 1000) is None
