@@ -80,7 +80,12 @@ def tables(report: dict[str, Any]) -> str:
     rows += [
         "",
         f"Machine: {machine.get('cpus')} cores, Python {machine.get('python')}, "
-        f"{machine.get('platform')}; whole run {report.get('seconds')} s.",
+        f"{machine.get('platform')}; whole run {report.get('seconds')} s"
+        + (
+            f", {machine['cpu_steal']:.0%} of CPU time stolen by the hypervisor."
+            if machine.get("cpu_steal") is not None
+            else "."
+        ),
     ]
     if report.get("seconds_by_part"):
         parts = ", ".join(f"{k} {v:g}" for k, v in report["seconds_by_part"].items())

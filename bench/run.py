@@ -47,10 +47,11 @@ _BOUNDED_TYPES = frozenset({DataType.RELEASES, DataType.ARTISTS})
 # The baseline commits about one record per 5 s flush, so its time-boxed run takes only
 # the first records of the case's own data: publishing all of them would add minutes.
 _BASELINE_RECORDS = 2_000
-# The broker intake is a rate of messages through the broker and the receiving path, the
-# same at any queue length: this many records of the case measure it (publishing 64,000
-# one-record messages alone takes half a minute).
-_INTAKE_RECORDS = 8_000
+# The broker intake (a rate of messages through the broker and the receiving path, the
+# same at any queue length, measured once per type) and the decode cost (µs a record) are
+# measured on this many of the case's records: publishing 48,000 one-record messages took
+# 25 s, and decoding them three times over 23 s, in a slow phase.
+_STAGE_RECORDS = 8_000
 
 
 def ceiling(consumer: str, data_type: DataType, records: list[Record]) -> float:
@@ -59,20 +60,20 @@ def ceiling(consumer: str, data_type: DataType, records: list[Record]) -> float:
     return stores.neo4j_ceiling(data_type, records)
 
 
-_INTAKE: dict[tuple[DataType, int], dict[str, float]] = {}
+_INTAKE: dict[DataType, dict[str, float]] = {}
 
 
 def measure_bounds(consumer: str, data_type: DataType, records: list[Record]) -> dict[str, Any]:
-    """Each stage alone (bench/bounds.py); the broker intake once per type and size."""
-    key = (data_type, len(records))
-    if key not in _INTAKE:
-        _INTAKE[key] = bounds.intake(data_type, records[:_INTAKE_RECORDS])
+    """Each stage alone (bench/bounds.py); the broker intake once per type."""
+    sample = records[:_STAGE_RECORDS]
+    if data_type not in _INTAKE:
+        _INTAKE[data_type] = bounds.intake(data_type, sample)
     writer = bounds.writer_alone(consumer, data_type, records)
-    decode = bounds.decode_cost(consumer, data_type, records)
+    decode = bounds.decode_cost(consumer, data_type, sample)
     cores = os.cpu_count() or 1
     out = {
         "writer_alone": writer,
-        "intake": _INTAKE[key],
+        "intake": _INTAKE[data_type],
         "decode_us": decode,
         "cpu_bound": {mode: bounds.cpu_bound(cores, writer, decode[mode]) for mode in decode},
     }
@@ -181,6 +182,19 @@ def bench_consumer(
             report["updates"].append(scenarios.bench_updates(consumer, max(args.n // 2, 500)))
 
 
+def cpu_times() -> list[int]:
+    """The machine's CPU jiffies so far: user, nice, system, idle, iowait, irq, softirq, steal."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:9]]
+
+
+def steal_share(before: list[int], after: list[int]) -> float | None:
+    """Of the CPU time that passed, the share the hypervisor gave to other machines: what
+    makes these machines' slow phases (0% fast; 20% seen when ceilings halved)."""
+    delta = [b - a for a, b in zip(before, after, strict=True)]
+    return round(delta[7] / sum(delta), 3) if sum(delta) else None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", "8000")))
@@ -201,7 +215,7 @@ def main() -> int:
     args = parser.parse_args()
     LOGS.mkdir(parents=True, exist_ok=True)
     tune_gc()  # as the consumers do: the decode costs measured here must compare
-    started = time.monotonic()
+    started, jiffies = time.monotonic(), cpu_times()
     report: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -218,6 +232,7 @@ def main() -> int:
     for consumer in args.consumers.split(","):
         bench_consumer(consumer, types, args, report)
     report["seconds"] = round(time.monotonic() - started, 1)
+    report["machine"]["cpu_steal"] = steal_share(jiffies, cpu_times())
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = RESULTS / f"bench-{stamp}.json"
     out.write_text(json.dumps(report, indent=2))

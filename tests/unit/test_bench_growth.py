@@ -1,10 +1,11 @@
-"""The growth scenario's reading of a consumer's log (bench/scenarios.py)."""
+"""Pure parts of the bench: the growth scenario's reading of a log, the steal share."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from bench.run import steal_share
 from bench.scenarios import batch_progress, window_rate
 
 
@@ -41,3 +42,10 @@ def test_window_rate_is_none_when_the_load_stopped_short() -> None:
     assert window_rate([(0.0, 0), (1.0, 500)], 0, 1000) is None
     assert window_rate([], 0, 10) is None
     assert window_rate([(1.0, 500), (1.0, 1000)], 500, 1000) is None
+
+
+def test_steal_share_is_steal_over_all_time_passed() -> None:
+    before = [100, 0, 50, 800, 10, 0, 5, 35]
+    after = [160, 0, 70, 900, 10, 0, 5, 55]  # 200 jiffies passed, 20 of them stolen
+    assert steal_share(before, after) == 0.1
+    assert steal_share(before, before) is None
