@@ -5,7 +5,9 @@
 - ``max_pending`` bounds the records held (buffered + in flight): :meth:`add` waits for
   room rather than letting memory grow.
 - At most ``max_concurrent_flushes`` writes run at once, and one at a time for each of
-  ``serial_types``; a record whose id is already in
+  ``serial_types``: the next write of such a type is formed only when the one before it
+  has ended, from everything that waited meanwhile (up to ``serial_batch_size`` records
+  of batch messages); a record whose id is already in
   a running (or forming) write of its type waits for that write, so two versions of one
   record never race, never share a batch, and the later one is always written last.
 - A delivery (one AMQP message, one or many records) is settled exactly once, by
@@ -82,6 +84,7 @@ class _TypeState:
     oldest: float = math.inf
     inflight_ids: set[str] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    serial_busy: bool = False  # a serial type's one write is formed or running
 
 
 class BatchProcessor:
@@ -206,11 +209,15 @@ class BatchProcessor:
     def _start_flushes(self, data_type: DataType, *, full_only: bool) -> None:
         state = self._types[data_type]
         size = self._cfg.batch_size
+        serial = data_type in self._type_slots
         while len(state.pending) >= (size if full_only else 1):
+            if state.serial_busy:
+                break  # the running write forms the next one when it ends
+            cap = self._cap(serial, state.pending[0])
             batch: list[_Item] = []
             kept: list[_Item] = []
             for item in state.pending:
-                if len(batch) < size and item.record.id not in state.inflight_ids:
+                if len(batch) < cap and item.record.id not in state.inflight_ids:
                     batch.append(item)
                     state.inflight_ids.add(item.record.id)
                 else:
@@ -218,16 +225,31 @@ class BatchProcessor:
             if not batch:
                 break  # everything left waits for a running write of the same ids
             state.pending = kept
+            state.serial_busy = serial
             task = asyncio.create_task(self._run_batch(data_type, batch))
             state.tasks.add(task)
             task.add_done_callback(functools.partial(self._batch_done, state=state))
         self._reset_oldest(state)
 
+    def _cap(self, serial: bool, first: _Item) -> int:
+        """Records the next write may take. A serial type's write takes up to the serial
+        batch size of records that came in batch messages; of one-record messages it takes
+        a batch size, because then the consumer's own loop is what is busy, and a larger
+        write stalls it longer (measured: labels 0.43-0.52 of the ceiling -> 0.39)."""
+        if serial and first.ticket.batch:
+            return max(self._cfg.batch_size, self._cfg.serial_batch_size)
+        return self._cfg.batch_size
+
     def _reset_oldest(self, state: _TypeState) -> None:
-        """Point the timer at the oldest pending record that can be written now."""
-        oldest = next(
-            (i.added for i in state.pending if i.record.id not in state.inflight_ids), math.inf
-        )
+        """Point the timer at the oldest pending record that can be written now (none of a
+        serial type while its write runs: that write's end starts the next)."""
+        if state.serial_busy:
+            oldest = math.inf
+        else:
+            oldest = next(
+                (i.added for i in state.pending if i.record.id not in state.inflight_ids),
+                math.inf,
+            )
         if oldest != state.oldest:
             state.oldest = oldest
             self._wake.set()
@@ -270,6 +292,7 @@ class BatchProcessor:
                 if item.ticket.remaining == 0:
                     await self._resolve(item.ticket)
         finally:
+            state.serial_busy = False  # set only for a serial type, whose one write this was
             state.inflight_ids.difference_update(i.record.id for i in items)
             # records held back for these ids may go now: by size, or by the timer
             self._start_flushes(data_type, full_only=True)

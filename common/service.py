@@ -85,7 +85,7 @@ class Service:
         self._depth_checked = 0.0
         self.prefetch: dict[DataType, int] = {}
         # Read per message when sizing the prefetch: computed once.
-        self._batch_size = settings.batch().batch_size
+        self._largest_write = {t: settings.largest_write(t) for t in DataType}
         self._single_prefetch = settings.prefetch()
         self.health: HealthServer | None = None
 
@@ -187,7 +187,7 @@ class Service:
                 wanted = prefetch
                 while wanted == prefetch:
                     carried = await self._handle_next(data_type, inbox, handler, acks)
-                    wanted = self._prefetch_for(carried) if carried else prefetch
+                    wanted = self._prefetch_for(data_type, carried) if carried else prefetch
                 await consumer.cancel()  # what it received is in the inbox now, in order
                 while not inbox.empty():
                     await self._handle_next(data_type, inbox, handler, acks)
@@ -213,11 +213,14 @@ class Service:
         message, decoding = item
         return await handler.handle(data_type, message, decoding, acks)
 
-    def _prefetch_for(self, records_per_message: int) -> int:
-        """The prefetch that keeps two batches' worth of records arriving."""
+    def _prefetch_for(self, data_type: DataType, records_per_message: int) -> int:
+        """The prefetch that keeps two writes' worth of records arriving."""
         if self._settings.amqp_prefetch is not None or records_per_message <= 1:
             return self._single_prefetch
-        return max(_MIN_BATCH_PREFETCH, math.ceil(2 * self._batch_size / records_per_message))
+        return max(
+            _MIN_BATCH_PREFETCH,
+            math.ceil(2 * self._largest_write[data_type] / records_per_message),
+        )
 
     async def _wait_until_stopped(
         self, stop: asyncio.Event, processor: BatchProcessor, tasks: list[asyncio.Task[None]]

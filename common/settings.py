@@ -40,6 +40,10 @@ class BatchConfig:
     # Types whose batches are written one at a time (within max_concurrent_flushes overall):
     # their concurrent transactions would lock each other's rows in opposite orders.
     serial_types: frozenset[DataType] = frozenset()
+    # The most records one write of a serial type takes of what waited while the one
+    # before it ran (never fewer than batch_size): with one write at a time, each
+    # transaction's fixed cost is paid once for all of them.
+    serial_batch_size: int = 0
 
 
 _CREDENTIALS = re.compile(
@@ -137,8 +141,16 @@ class CommonSettings(BrokerSettings):
         raise NotImplementedError
 
     def prefetch(self) -> int:
-        """Per-queue prefetch: explicit, or twice the batch size so a batch can fill."""
+        """Per-queue prefetch of one-record messages: explicit, or twice the batch size so
+        that a batch can fill while another is written."""
         return self.amqp_prefetch or min(2 * self.batch().batch_size, _MAX_PREFETCH)
+
+    def largest_write(self, data_type: DataType) -> int:
+        """The most records one write of ``data_type`` takes of batch messages."""
+        cfg = self.batch()
+        if data_type in cfg.serial_types:
+            return max(cfg.batch_size, cfg.serial_batch_size)
+        return cfg.batch_size
 
     def prefetch_warning(self) -> str | None:
         size = self.batch().batch_size

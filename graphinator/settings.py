@@ -22,6 +22,9 @@ class GraphinatorSettings(CommonSettings):
     neo4j_batch_flush_interval: float = Field(2.0, gt=0, le=3600)
     neo4j_max_pending: int = Field(5000, gt=0)
     neo4j_max_concurrent_flushes: int = Field(2, gt=0, le=64)
+    # Artists and labels are written one batch at a time; a write takes up to this many of
+    # the records that waited meanwhile (never fewer than the batch size).
+    neo4j_serial_batch_size: int = Field(2000, gt=0, le=100_000)
     health_port: int = Field(8001, ge=0, le=65535)
 
     @field_validator("neo4j_uri")
@@ -61,4 +64,5 @@ class GraphinatorSettings(CommonSettings):
             max_pending=self.neo4j_max_pending,
             max_concurrent_flushes=self.neo4j_max_concurrent_flushes,
             serial_types=SELF_LINKED,
+            serial_batch_size=self.neo4j_serial_batch_size,
         )

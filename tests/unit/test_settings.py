@@ -86,6 +86,7 @@ def test_graphinator_defaults() -> None:
         max_pending=5000,
         max_concurrent_flushes=2,
         serial_types=frozenset({DataType.ARTISTS, DataType.LABELS}),
+        serial_batch_size=2000,
     )
 
 
@@ -160,6 +161,7 @@ VARIABLES: list[tuple[type[CommonSettings], str, str, Callable[[Any], object], o
     (G, "NEO4J_BATCH_FLUSH_INTERVAL", "0.5", _batch("flush_interval"), 0.5),
     (G, "NEO4J_MAX_PENDING", "9000", _batch("max_pending"), 9000),
     (G, "NEO4J_MAX_CONCURRENT_FLUSHES", "4", _batch("max_concurrent_flushes"), 4),
+    (G, "NEO4J_SERIAL_BATCH_SIZE", "800", _batch("serial_batch_size"), 800),
     (
         T,
         "POSTGRES_DSN",
@@ -255,6 +257,19 @@ def test_prefetch_defaults_to_twice_the_batch_size(
     assert s.prefetch_warning() is None
 
 
+@pytest.mark.parametrize(("size", "serial", "expected"), [(500, 2000, 2000), (3000, 2000, 3000)])
+def test_serial_types_write_up_to_the_serial_batch_size(
+    monkeypatch: pytest.MonkeyPatch, size: int, serial: int, expected: int
+) -> None:
+    """Artists and labels (graphinator's serial types) write up to the serial batch size."""
+    monkeypatch.setenv("NEO4J_BATCH_SIZE", str(size))
+    monkeypatch.setenv("NEO4J_SERIAL_BATCH_SIZE", str(serial))
+    s = load(G)
+    assert s.largest_write(DataType.ARTISTS) == s.largest_write(DataType.LABELS) == expected
+    assert s.largest_write(DataType.MASTERS) == size
+    assert load(T).largest_write(DataType.ARTISTS) == 500
+
+
 @pytest.mark.parametrize(("cls", "prefix"), [(G, "NEO4J"), (T, "POSTGRES")], ids=SERVICE_IDS)
 @pytest.mark.parametrize("prefetch", [1, 10, 499])
 def test_prefetch_below_the_batch_size_warns(
@@ -321,6 +336,8 @@ BAD: list[tuple[type[CommonSettings], str, str]] = [
     (G, "NEO4J_MAX_PENDING", "0"),
     (G, "NEO4J_MAX_CONCURRENT_FLUSHES", "0"),
     (G, "NEO4J_MAX_CONCURRENT_FLUSHES", "65"),
+    (G, "NEO4J_SERIAL_BATCH_SIZE", "0"),
+    (G, "NEO4J_SERIAL_BATCH_SIZE", "100001"),
     (T, "POSTGRES_PORT", "0"),
     (T, "POSTGRES_PORT", "70000"),
     (T, "POSTGRES_SSLMODE", "maybe"),
