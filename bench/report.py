@@ -48,7 +48,8 @@ def tables(report: dict[str, Any]) -> str:
     if report.get("growth"):
         rows += [
             "",
-            "| consumer | N (releases) | steady rec/s at N | at 4N (ratio) | at 16N (ratio) |",
+            "| consumer | n (releases) | rec/s, first batch to n | 2n to 4n (ratio) | "
+            "12n to 16n (ratio) |",
             "|---|---:|---:|---:|---:|",
         ]
         for g in report["growth"]:
