@@ -466,22 +466,29 @@ async def test_a_serial_type_writes_one_batch_at_a_time_without_holding_others_b
     assert len(writer.committed) == 12
 
 
-async def test_a_serial_write_takes_what_waited_meanwhile_up_to_its_size(
-    writer: FakeWriter,
+@pytest.mark.parametrize(
+    ("batch", "sizes"),
+    [(True, [5, 12, 12, 11]), (False, [5] * 8)],
+    ids=["batch-messages", "one-record-messages"],
+)
+async def test_a_serial_write_takes_what_waited_meanwhile_of_batch_messages(
+    writer: FakeWriter, batch: bool, sizes: list[int]
 ) -> None:
+    """Up to the serial batch size of batch-message records; one-record messages keep
+    writes of the batch size (there the consumer's loop is the busy part)."""
     cfg = config(batch_size=5, flush_interval=30, serial_types=frozenset({A}), serial_batch_size=12)
     writer.gate = asyncio.Event()
     async with processor(writer, cfg) as proc:
         deliveries = [FakeDelivery(f"d{i}", writer) for i in range(40)]
         for i, d in enumerate(deliveries[:5]):
-            await proc.add(A, [rec(i)], d, batch=True)
+            await proc.add(A, [rec(i)], d, batch=batch)
         await eventually(lambda: writer.active == 1)
         for i, d in enumerate(deliveries[5:], start=5):  # 35 wait while the first write runs
-            await proc.add(A, [rec(i)], d, batch=True)
+            await proc.add(A, [rec(i)], d, batch=batch)
         await stays(lambda: len(writer.calls) == 1, 0.1)  # nothing formed behind it
         writer.gate.set()
         await eventually(lambda: all(d.settled for d in deliveries))
-    assert [len(batch) for _, batch in writer.calls] == [5, 12, 12, 11]
+    assert [len(records) for _, records in writer.calls] == sizes
     assert writer.committed_ids() == [str(i) for i in range(40)]
     assert writer.max_active == 1
 
@@ -505,22 +512,6 @@ async def test_a_serial_remainder_below_the_batch_size_waits_for_the_timer(
         writer.gate.set()
         await eventually(lambda: all(d.settled for d in late))
     assert [len(batch) for _, batch in writer.calls] == [5, 3]
-
-
-async def test_a_serial_write_of_one_record_messages_keeps_the_batch_size(
-    writer: FakeWriter,
-) -> None:
-    cfg = config(batch_size=5, flush_interval=30, serial_types=frozenset({A}), serial_batch_size=50)
-    writer.gate = asyncio.Event()
-    async with processor(writer, cfg) as proc:
-        deliveries = [FakeDelivery(f"d{i}", writer) for i in range(20)]
-        for i, d in enumerate(deliveries):
-            await proc.add(A, [rec(i)], d)
-        await eventually(lambda: writer.active == 1)
-        writer.gate.set()
-        await eventually(lambda: all(d.settled for d in deliveries))
-    assert [len(batch) for _, batch in writer.calls] == [5, 5, 5, 5]
-    assert writer.max_active == 1
 
 
 async def test_types_that_are_not_serial_keep_batches_of_the_batch_size(
