@@ -55,8 +55,17 @@ CONSTRAINTS: tuple[str, ...] = tuple(
 KEEP_PLAN = "CYPHER replan=skip "
 
 
+_SEEK_VARS = frozenset({"o", "s", "t", "n"})
+_SEEK_VALUES = frozenset({"row.id", "row.src", "row.dst"})
+
+
 def _seek(var: str, label: str, value: str, key: str = "id", pattern: str = "") -> str:
-    """``MATCH`` of the one node whose unique ``key`` is ``value``, by its index seek."""
+    """``MATCH`` of the one node whose unique ``key`` is ``value``, by its index seek.
+
+    Every argument comes from the fixed lists of this module (checked here, at import).
+    """
+    if var not in _SEEK_VARS or value not in _SEEK_VALUES or (label, key) not in _KEYS:
+        raise ValueError(f"not a fixed node match: {var}, {label}, {key}, {value}")
     return (
         f"MATCH ({var}:{label} {{{key}: {value}}}){pattern} USING INDEX SEEK {var}:{label}({key}) "
     )
