@@ -213,7 +213,11 @@ class BatchProcessor:
         while len(state.pending) >= (size if full_only else 1):
             if state.serial_busy:
                 break  # the running write forms the next one when it ends
-            cap = self._cap(serial, state.pending[0])
+            # One-record messages keep writes of the batch size: then the consumer's own
+            # loop is what is busy, and a larger write stalls it longer (measured: labels
+            # 0.43-0.52 of the ceiling -> 0.39).
+            batched = state.pending[0].ticket.batch
+            cap = self._cfg.largest_write(data_type) if batched else size
             batch: list[_Item] = []
             kept: list[_Item] = []
             for item in state.pending:
@@ -230,15 +234,6 @@ class BatchProcessor:
             state.tasks.add(task)
             task.add_done_callback(functools.partial(self._batch_done, state=state))
         self._reset_oldest(state)
-
-    def _cap(self, serial: bool, first: _Item) -> int:
-        """Records the next write may take. A serial type's write takes up to the serial
-        batch size of records that came in batch messages; of one-record messages it takes
-        a batch size, because then the consumer's own loop is what is busy, and a larger
-        write stalls it longer (measured: labels 0.43-0.52 of the ceiling -> 0.39)."""
-        if serial and first.ticket.batch:
-            return max(self._cfg.batch_size, self._cfg.serial_batch_size)
-        return self._cfg.batch_size
 
     def _reset_oldest(self, state: _TypeState) -> None:
         """Point the timer at the oldest pending record that can be written now (none of a

@@ -45,6 +45,12 @@ class BatchConfig:
     # transaction's fixed cost is paid once for all of them.
     serial_batch_size: int = 0
 
+    def largest_write(self, data_type: DataType) -> int:
+        """The most records one write of ``data_type`` takes of batch messages."""
+        if data_type in self.serial_types:
+            return max(self.batch_size, self.serial_batch_size)
+        return self.batch_size
+
 
 _CREDENTIALS = re.compile(
     r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):(?P<pw>.*)@(?P<tail>[^@]*)$"
@@ -147,10 +153,7 @@ class CommonSettings(BrokerSettings):
 
     def largest_write(self, data_type: DataType) -> int:
         """The most records one write of ``data_type`` takes of batch messages."""
-        cfg = self.batch()
-        if data_type in cfg.serial_types:
-            return max(cfg.batch_size, cfg.serial_batch_size)
-        return cfg.batch_size
+        return self.batch().largest_write(data_type)
 
     def prefetch_warning(self) -> str | None:
         size = self.batch().batch_size
