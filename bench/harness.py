@@ -17,10 +17,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 
@@ -140,27 +141,45 @@ def processes() -> list[Proc]:
     return out
 
 
+def log_events(log: Path, event: str) -> Iterator[dict[str, Any]]:
+    """The JSON lines of a consumer's log that are ``event`` (unreadable lines skipped)."""
+    mark = f'"{event}"'
+    for line in log.read_text(errors="replace").splitlines():
+        if mark not in line:
+            continue
+        try:
+            fields = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(fields, dict) and fields.get("event") == event:
+            yield fields
+
+
+def event_time(fields: dict[str, Any]) -> float | None:
+    """Wall-clock time of a log line (its ISO ``timestamp``), if it has a readable one."""
+    stamp = fields.get("timestamp")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def _batch_latencies(log: Path) -> list[float]:
     out = []
-    for line in log.read_text(errors="replace").splitlines():
-        if '"Batch processed"' in line:
-            try:
-                out.append(float(json.loads(line)["duration_ms"]))
-            except (ValueError, KeyError):
-                continue
+    for fields in log_events(log, "Batch processed"):
+        try:
+            out.append(float(fields["duration_ms"]))
+        except (ValueError, KeyError, TypeError):
+            continue
     return sorted(out)
 
 
-def consuming_at(log: Path) -> float | None:
+def _consuming_at(log: Path) -> float | None:
     """Wall-clock time of the consumer's ``consuming`` event (start-up done)."""
-    for line in log.read_text(errors="replace").splitlines():
-        if '"consuming"' in line:
-            try:
-                stamp = json.loads(line)["timestamp"].replace("Z", "+00:00")
-            except (ValueError, KeyError):
-                return None
-            return datetime.fromisoformat(stamp).timestamp()
-    return None
+    first = next(log_events(log, "consuming"), None)
+    return event_time(first) if first is not None else None
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -216,7 +235,7 @@ def run_consumer(
         except subprocess.TimeoutExpired:
             proc.kill()
     latencies = _batch_latencies(log)
-    consuming = consuming_at(log)
+    consuming = _consuming_at(log)
     done_records = expected if done else committed
     steady = None
     if consuming is not None and finished_wall > consuming:

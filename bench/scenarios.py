@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +40,10 @@ def bench_growth(consumer: str, n: int) -> dict[str, Any]:
 def batch_progress(log: Path) -> list[tuple[float, int]]:
     """(wall time, records committed so far) at each ``Batch processed`` line of ``log``."""
     out = []
-    for line in log.read_text(errors="replace").splitlines():
-        if '"Batch processed"' not in line:
-            continue
-        try:
-            fields = json.loads(line)
-            stamp = datetime.fromisoformat(fields["timestamp"].replace("Z", "+00:00"))
-            out.append((stamp.timestamp(), int(fields["total"])))
-        except (ValueError, KeyError):
-            continue
+    for fields in harness.log_events(log, "Batch processed"):
+        stamp, total = harness.event_time(fields), fields.get("total")
+        if stamp is not None and isinstance(total, int):
+            out.append((stamp, total))
     return out
 
 

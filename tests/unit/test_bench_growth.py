@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import harness
 from bench.run import steal_share
 from bench.scenarios import batch_progress, window_rate
 
@@ -49,3 +51,20 @@ def test_steal_share_is_steal_over_all_time_passed() -> None:
     after = [160, 0, 70, 900, 10, 0, 5, 55]  # 200 jiffies passed, 20 of them stolen
     assert steal_share(before, after) == 0.1
     assert steal_share(before, before) is None
+
+
+def test_the_harness_reads_latencies_and_the_start_from_the_same_lines(tmp_path: Path) -> None:
+    log = tmp_path / "c.log"
+    lines = [
+        'a traceback line mentioning "Batch processed"',
+        json.dumps({"event": "consuming", "timestamp": "2026-12-01T10:00:00.25Z"}),
+        json.dumps({"event": "Batch processed", "duration_ms": 12.5, "total": 500}),
+        json.dumps({"event": "Batch processed", "duration_ms": "n/a"}),
+        json.dumps({"event": "other", "duration_ms": 99, "note": "Batch processed"}),
+        json.dumps({"event": "Batch processed", "duration_ms": 3}),
+    ]
+    log.write_text("\n".join(lines))
+    assert harness._batch_latencies(log) == [3.0, 12.5]
+    assert harness._consuming_at(log) == datetime(2026, 12, 1, 10, 0, 0, 250000, UTC).timestamp()
+    log.write_text(json.dumps({"event": "consuming", "timestamp": "not a time"}))
+    assert harness._consuming_at(log) is None
