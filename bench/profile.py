@@ -41,7 +41,10 @@ PROFILES = RESULTS / "profiles"
 # the runtime's stage (common/) therefore includes the asyncio calls our runtime makes
 # (futures, queues, tasks), not only its own lines.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("decode: parse, normalise, hash", ("common/messages.py", "common/normalise", "orjson")),
+    (
+        "decode: parse, normalise, hash",
+        ("common/messages.py", "common/normalise", "orjson", "canonical_json (common/records"),
+    ),
     ("decode: projection for the writer", ("slim_record", "decode_projected")),
     ("decode worker hand-off (pickle, pipes)", ("multiprocessing/", "concurrent/futures/")),
     (
@@ -54,6 +57,9 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("event loop (asyncio)", ("asyncio/", "selectors.py")),
 )
 OTHER = "other"
+# The service's entry point: it and its callers sit under every sample of the consumer, so
+# they never name a stage (else the loop's own work would be counted as the runtime's).
+ENTRY = "run_main (common/service.py"
 STARTUP = "start-up (imports)"
 # Process name prefixes of the servers, for the CPU table.
 SERVERS = {"PostgreSQL": ("postgres",), "Neo4j": ("java",), "RabbitMQ": ("beam", "erl")}
@@ -63,10 +69,14 @@ def stage_of(frames: list[str]) -> str:
     """The stage of one sample; ``frames`` run from the outermost to the innermost.
 
     The event loop (the last stage) is asked only when no other stage is on the stack;
-    a sample taken while a module is imported is start-up, whatever that module is.
+    a sample taken while a module is imported is start-up, whatever that module is. The
+    entry point and its callers (``tableinator/main.py``, ``run_main``) are left out: they
+    are on every stack, and the loop's own work runs under them.
     """
     if any("importlib" in frame for frame in frames):
         return STARTUP
+    entry = next((i for i in range(len(frames) - 1, -1, -1) if ENTRY in frames[i]), -1)
+    frames = frames[entry + 1 :]
     for group in (STAGES[:-1], STAGES[-1:]):
         for frame in reversed(frames):
             for stage, marks in group:

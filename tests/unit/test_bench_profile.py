@@ -34,6 +34,18 @@ def test_only_the_loop_left_is_the_event_loop() -> None:
     assert stage_of(["<module> (somewhere/else.py:1)"]) == OTHER
 
 
+def test_the_loop_under_the_entry_point_is_the_event_loop_not_the_runtime() -> None:
+    entry = ["main (tableinator/main.py:70)", "run_main (common/service.py:300)", "run (x:1)"]
+    assert stage_of([*entry, LOOP, "_run (asyncio/events.py:80)"]) == "event loop (asyncio)"
+    under = [*entry, LOOP, RUN, "_handle_next (common/service.py:213)"]
+    assert stage_of(under) == "batching, settling, acks (common/)"
+
+
+def test_hashing_the_canonical_json_is_decoding() -> None:
+    frames = [LOOP, RUN, "normalise (common/normalise.py:117)"]
+    assert stage_of([*frames, "canonical_json (common/records.py:55)"]).startswith("decode:")
+
+
 def test_parse_raw_splits_consumer_and_workers() -> None:
     lines = [
         f'process 10:"tableinator";{LOOP};{RUN};write (tableinator/writer.py:98) 7',
