@@ -85,7 +85,8 @@ class Service:
         self._depth_checked = 0.0
         self.prefetch: dict[DataType, int] = {}
         # Read per message when sizing the prefetch: computed once.
-        self._largest_write = {t: settings.largest_write(t) for t in DataType}
+        batch = settings.batch()
+        self._largest_write = {t: batch.largest_write(t) for t in DataType}
         self._single_prefetch = settings.prefetch()
         self.health: HealthServer | None = None
 

@@ -151,10 +151,6 @@ class CommonSettings(BrokerSettings):
         that a batch can fill while another is written."""
         return self.amqp_prefetch or min(2 * self.batch().batch_size, _MAX_PREFETCH)
 
-    def largest_write(self, data_type: DataType) -> int:
-        """The most records one write of ``data_type`` takes of batch messages."""
-        return self.batch().largest_write(data_type)
-
     def prefetch_warning(self) -> str | None:
         size = self.batch().batch_size
         if self.amqp_prefetch is not None and self.amqp_prefetch < size:

@@ -15,6 +15,7 @@ import pytest
 from psycopg import sql
 
 from common.records import DataType
+from graphinator import cypher
 from graphinator.settings import GraphinatorSettings
 from tableinator.settings import TableinatorSettings
 from tests import servers
@@ -67,7 +68,12 @@ ALLOWED = {
 # Functions that build query text from fixed names (their own bodies are scanned like any
 # other): a call of one is allowed when every argument is a string constant or an allowed name.
 ALLOWED_BUILDERS = {("graphinator/cypher.py", "_seek")}
-_LABEL_CONSTANTS = frozenset({"ARTIST", "LABEL", "MASTER", "RELEASE", "GENRE", "STYLE"})
+# The label constants of graphinator/cypher.py: its names whose values are keyed labels.
+_LABEL_CONSTANTS = frozenset(
+    name
+    for name, value in vars(cypher).items()
+    if name.isupper() and isinstance(value, str) and value in {label for label, _ in cypher._KEYS}
+)
 # psycopg sql.SQL() over a non-literal: allowed only for these fixed-definition values.
 ALLOWED_SQL_CALLS = {
     ("tableinator/sql.py", "' ' + index.opclass"),

@@ -264,10 +264,10 @@ def test_serial_types_write_up_to_the_serial_batch_size(
     """Artists and labels (graphinator's serial types) write up to the serial batch size."""
     monkeypatch.setenv("NEO4J_BATCH_SIZE", str(size))
     monkeypatch.setenv("NEO4J_SERIAL_BATCH_SIZE", str(serial))
-    s = load(G)
+    s = load(G).batch()
     assert s.largest_write(DataType.ARTISTS) == s.largest_write(DataType.LABELS) == expected
     assert s.largest_write(DataType.MASTERS) == size
-    assert load(T).largest_write(DataType.ARTISTS) == 500
+    assert load(T).batch().largest_write(DataType.ARTISTS) == 500
 
 
 @pytest.mark.parametrize(("cls", "prefix"), [(G, "NEO4J"), (T, "POSTGRES")], ids=SERVICE_IDS)
