@@ -27,6 +27,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from common import frames
 from common.batching import Rejection
 from common.inbound import Inbound
 from common.records import DataType
@@ -68,8 +69,10 @@ async def connect(urls: Sequence[str], *, stop: asyncio.Event) -> AbstractRobust
     """Connect to the first broker that answers, retrying with backoff until ``stop`` is set.
 
     Returns None if stopped first. The connection is robust: after a broker restart it
-    reconnects and restores its channels, queues and consumers by itself.
+    reconnects and restores its channels, queues and consumers by itself. Its frames are
+    read by :class:`common.frames.BufferedFrameReceiver`.
     """
+    frames.install()
     attempt = 0
     while not stop.is_set():
         for url in urls:

@@ -3,12 +3,15 @@ cancel, reconnection and a queue deleted under it."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aio_pika
+import aiormq.connection
 import pytest
 
+from common.frames import BufferedFrameReceiver
 from common.inbound import ConsumerLost, Inbound, QueueConsumer
 from tests import servers
 from tests.amqp_admin import close_connections
@@ -103,6 +106,30 @@ async def test_a_delivery_carries_body_and_properties_and_settles(
     await consumer.cancel()
     await consumer.cancel()  # idempotent
     assert await ready(channel, name) == 0
+
+
+async def test_bodies_of_every_size_arrive_whole_and_in_order(
+    robust: aio_pika.abc.AbstractRobustConnection, queue: Queue
+) -> None:
+    """Bodies empty, one frame, just under and over the broker's frame size, and many
+    frames long, read by common.frames's buffered reader (as the services read them)."""
+    assert aiormq.connection.FrameReceiver is BufferedFrameReceiver
+    frame_max = robust.transport.connection.connection_tune.frame_max
+    sizes = [0, 1, 3200, frame_max - 8, frame_max - 7, frame_max + 1, 3_000_000]
+    rng = random.Random(3)
+    bodies = [rng.randbytes(size) for size in sizes] * 2
+    await publish(queue.channel, queue.name, *bodies)
+    _, got, consumer = await started(robust, queue.name, prefetch=4)
+    for n in range(1, len(bodies) + 1):
+        await eventually(lambda n=n: len(got) >= n, what=f"delivery {n}")
+        message = got[n - 1]
+        assert isinstance(message, Inbound)
+        await message.ack()
+    await consumer.cancel()
+    assert [m.body for m in got if isinstance(m, Inbound)] == bodies
+    assert {(m.content_type, str(m.headers)) for m in got if isinstance(m, Inbound)} == {
+        ("application/json", "{'h': 'v'}")
+    }
 
 
 async def test_cancel_returns_after_every_delivery_before_it_was_passed_on(
