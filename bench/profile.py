@@ -51,7 +51,11 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
         "write path (driver, writer, COPY rows)",
         ("psycopg", "neo4j/", "tableinator/", "graphinator/"),
     ),
-    ("broker client (aiormq, aio-pika, pamqp)", ("aiormq/", "aio_pika/", "pamqp/")),
+    # Our frame reader and the consumer below aio-pika are the broker client's work too.
+    (
+        "broker client (aiormq, aio-pika, pamqp)",
+        ("aiormq/", "aio_pika/", "pamqp/", "common/frames.py", "common/inbound.py"),
+    ),
     ("batching, settling, acks (common/)", ("common/",)),
     ("logging", ("structlog/", "logging/")),
     ("event loop (asyncio)", ("asyncio/", "selectors.py")),

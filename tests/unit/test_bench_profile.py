@@ -20,6 +20,16 @@ def test_asyncio_leaf_under_the_broker_client_is_the_broker_client() -> None:
     assert stage_of(frames) == "broker client (aiormq, aio-pika, pamqp)"
 
 
+def test_our_frame_reader_and_inbound_consumer_are_the_broker_client() -> None:
+    reader = "__reader (aiormq/connection.py:738)"
+    frames = [LOOP, RUN, reader, "decode_frame (common/frames.py:149)"]
+    assert stage_of(frames) == "broker client (aiormq, aio-pika, pamqp)"
+    frames = [LOOP, RUN, "_deliver_now (common/inbound.py:140)", "__init__ (common/inbound.py:44)"]
+    assert stage_of(frames) == "broker client (aiormq, aio-pika, pamqp)"
+    frames = [LOOP, RUN, "_deliver_now (common/inbound.py:140)", "receive (common/service.py:178)"]
+    assert stage_of(frames) == "batching, settling, acks (common/)"
+
+
 def test_a_sample_during_an_import_is_start_up() -> None:
     frames = [
         "<module> (tableinator/main.py:1)",

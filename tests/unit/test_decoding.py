@@ -7,6 +7,7 @@ common.messages.decode run in this process.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import subprocess
@@ -82,6 +83,15 @@ async def test_the_projection_runs_on_each_record() -> None:
     assert isinstance(message, DataMessage)
     assert [r.data for r in message.records] == [{"title": f"Title {i}"} for i in range(1, 51)]
     assert message == decode_projected(R, body, LIMIT, title_only)
+
+
+def test_a_projected_message_keeps_everything_but_the_records() -> None:
+    records = [{"id": "1", "title": "ok"}, {"title": "no id"}]
+    body = orjson.dumps({"type": "batch", "records": records})
+    plain = decode(R, body, max_bytes=LIMIT)
+    projected = decode_projected(R, body, LIMIT, title_only)
+    assert isinstance(plain, DataMessage)
+    assert projected == dataclasses.replace(plain, records=[title_only(R, plain.records[0])])
 
 
 async def test_invalid_bodies_raise_invalid_message_through_the_worker(workers: Decoder) -> None:
