@@ -70,7 +70,8 @@ async def connect(urls: Sequence[str], *, stop: asyncio.Event) -> AbstractRobust
 
     Returns None if stopped first. The connection is robust: after a broker restart it
     reconnects and restores its channels, queues and consumers by itself. Its frames are
-    read by :class:`common.frames.BufferedFrameReceiver`.
+    read by :class:`common.frames.BufferedFrameReceiver` wherever
+    :func:`common.frames.install` can put it in place.
     """
     frames.install()
     attempt = 0
