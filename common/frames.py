@@ -18,6 +18,7 @@ name is still the class this one was written against.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import struct
 from collections.abc import Callable
@@ -80,17 +81,12 @@ _PROPERTIES = tuple(
 )
 _KNOWN_FLAGS = sum(flag for flag, _, _ in _PROPERTIES)
 _Readers = tuple[tuple[str, Callable[[bytes, int], Any]], ...]
-_readers_by_flags: dict[int, _Readers] = {}
 
 
+@functools.lru_cache(maxsize=256)
 def _readers(flags: int) -> _Readers:
     """The properties a flag word announces, in wire order (few words occur: cached)."""
-    readers = _readers_by_flags.get(flags)
-    if readers is None:
-        readers = tuple((name, read) for flag, name, read in _PROPERTIES if flags & flag)
-        if len(_readers_by_flags) < 256:
-            _readers_by_flags[flags] = readers
-    return readers
+    return tuple((name, read) for flag, name, read in _PROPERTIES if flags & flag)
 
 
 def decode_deliver(payload: bytes) -> commands.Basic.Deliver:
@@ -171,8 +167,11 @@ class BufferedFrameReceiver(_ORIGINAL):
                 del self.reader
                 raise StopAsyncIteration
             async with self.lock:
-                if not self._whole_frame_buffered():
-                    await self._fill()
+                # Another reader may have filled the buffer while this one waited.
+                received = self._next_buffered()
+                if received is not None:
+                    return received
+                await self._fill()
 
     def _next_buffered(self) -> Received | None:
         if not self.started:
@@ -188,14 +187,6 @@ class BufferedFrameReceiver(_ORIGINAL):
         if received is not None:
             self._start += received[0]
         return received
-
-    def _whole_frame_buffered(self) -> bool:
-        """Whether a whole frame is buffered (another reader filled the buffer)."""
-        data, start = self._data, self._start
-        if len(data) - start < _FRAME_HEADER.size:
-            return False
-        size: int = _FRAME_HEADER.unpack_from(data, start)[2]
-        return len(data) > start + _FRAME_HEADER.size + size
 
     async def _fill(self) -> None:
         try:
