@@ -4,10 +4,11 @@ The graph model, and which record owns which relationship, is in docs/graph-mode
 Every statement is a constant string built at import time from the fixed labels and
 relationship types below; every value travels as a parameter (``$rows``, or ``$version``
 / ``$data_type`` for the per-type purge and state statements). Rows are built in
-:mod:`graphinator.rows`; the batch write runs :data:`MERGE_NODES` (which returns the ids
-whose hash changed), then, for the changed records only, :attr:`Plan.owned` (returning
-the nodes the removed edges pointed at), placeholders, tags, the edges, and finally
-:data:`ORPHANS` on those former targets. The purge of records absent from a new dump
+:mod:`graphinator.rows`; the batch write runs :data:`GATE` (which returns the records
+whose hash changed), then, for those only, :data:`NODE_PROPS`, :attr:`Plan.owned` for the
+ones that were complete before (returning the nodes the removed edges pointed at),
+:attr:`Plan.links` (placeholders, tags and edges, one statement per referenced label),
+and finally :data:`ORPHANS` on those former targets. The purge of records absent from a new dump
 version uses :data:`PURGE` (see :mod:`graphinator.purge`).
 """
 
@@ -71,13 +72,16 @@ def _seek(var: str, label: str, value: str, key: str = "id", pattern: str = "") 
     )
 
 
-# The hash gate, in one statement (no read-then-write race). A record rewrites its node
-# when the stored hash is absent or different AND the node was not stored from a newer
-# dump version (`seen`, YYYYMMDD, compared as text); the returned ids are the changed
-# records, `added` telling whether the node was new or a placeholder. An unchanged
-# record only moves `seen` forward, touching no relationship. `SET n = ...` drops
-# properties a record lost; a record without a version keeps the stored `seen`.
-MERGE_NODES: dict[DataType, str] = {
+# The hash gate. A record rewrites its node when the stored hash is absent or different
+# AND the node was not stored from a newer dump version (`seen`, YYYYMMDD, compared as
+# text); the returned rows are the changed records, `added` telling whether the node was
+# new or a placeholder, `node` its element id and `seen` its version from now on. The
+# gate writes `seen` of every changed record, which locks its node until the
+# transaction ends, so the properties written next by :data:`NODE_PROPS` cannot race
+# another writer's gate. An unchanged record only moves `seen` forward, touching no
+# relationship. Only the ids, hashes and versions travel here: the properties of the
+# (in an update, few) changed records follow in :data:`NODE_PROPS`.
+GATE: dict[DataType, str] = {
     data_type: f"{KEEP_PLAN}UNWIND $rows AS row MERGE (n:{label} {{id: row.id}}) "
     "WITH n, row, coalesce(n.placeholder, true) AS added, n.seen AS seen "
     "WITH n, row, added, seen, "
@@ -85,26 +89,20 @@ MERGE_NODES: dict[DataType, str] = {
     "WITH n, row, added, seen, in_order, "
     "in_order AND (n.hash IS NULL OR n.hash <> row.hash) AS changed "
     "FOREACH (_ IN CASE WHEN changed THEN [1] ELSE [] END | "
-    "SET n = row.props SET n.seen = coalesce(row.version, seen)) "
+    "SET n.seen = coalesce(row.version, seen)) "
     "FOREACH (_ IN CASE WHEN in_order AND NOT changed AND row.version IS NOT NULL "
     "AND (seen IS NULL OR seen < row.version) THEN [1] ELSE [] END | "
     "SET n.seen = row.version) "
-    "WITH n, added, changed WHERE changed RETURN n.id AS id, added"
+    "WITH n, added, changed WHERE changed "
+    "RETURN n.id AS id, added, elementId(n) AS node, n.seen AS seen"
     for data_type, label in NODE_LABEL.items()
 }
-
-# A referenced node that has no record yet: it keeps the smallest name any reference
-# gave it (so the result does not depend on arrival order) until its record completes it.
-PLACEHOLDER: dict[str, str] = {
-    label: f"{KEEP_PLAN}UNWIND $rows AS row MERGE (n:{label} {{id: row.id}}) "
-    "ON CREATE SET n.placeholder = true, n.name = row.name "
-    "WITH n, row WHERE n.placeholder AND row.name IS NOT NULL "
-    "AND (n.name IS NULL OR row.name < n.name) SET n.name = row.name"
-    for label in (ARTIST, LABEL, MASTER)
-}
-TAG: dict[str, str] = {
-    label: f"{KEEP_PLAN}UNWIND $rows AS row MERGE (:{label} {{name: row.name}})"
-    for label in (GENRE, STYLE)
+# A changed record's properties, `seen` among them: `SET n = ...` drops properties a
+# record lost.
+NODE_PROPS: dict[DataType, str] = {
+    data_type: f"{KEEP_PLAN}UNWIND $rows AS row MATCH (n:{label}) "
+    "WHERE elementId(n) = row.node SET n = row.props"
+    for data_type, label in NODE_LABEL.items()
 }
 
 # Former targets of removed edges (element ids, valid within the transaction) that are
@@ -115,6 +113,9 @@ ORPHANS = (
     "AND (t.placeholder OR t:Genre OR t:Style) AND NOT EXISTS { (t)--() } "
     "DELETE t RETURN count(t) AS deleted"
 )
+
+
+_OUT, _IN = "-[r:{rel}]->(t)", "<-[r:{rel}]-(t)"
 
 
 def _delete(label: str, pattern: str) -> str:
@@ -134,38 +135,58 @@ def _unflag(label: str, pattern: str, rel: str, flag: str, other: str) -> str:
     )
 
 
-def _create(src: str, rel: str, dst: str, key: str = "id", props: str = "") -> str:
-    return (
-        f"{KEEP_PLAN}UNWIND $rows AS row {_seek('s', src, 'row.src')}"
-        f"{_seek('t', dst, 'row.dst', key)}CREATE (s)-[:{rel}{props}]->(t)"
-    )
-
-
-def _flagged(label: str, rel: str, flag: str) -> str:
-    return (
-        f"{KEEP_PLAN}UNWIND $rows AS row {_seek('s', label, 'row.src')}"
-        f"{_seek('t', label, 'row.dst')}MERGE (s)-[r:{rel}]->(t) SET r.{flag} = true"
-    )
-
-
-_OUT, _IN = "-[r:{rel}]->(t)", "<-[r:{rel}]-(t)"
-# BY and CREDITED_ON both lock artists: one statement, rows sorted by artist, one lock order.
-_RELEASE_ARTIST = (
-    f"{KEEP_PLAN}UNWIND $rows AS row {_seek('s', RELEASE, 'row.src')}"
-    f"{_seek('t', ARTIST, 'row.dst')}"
-    "FOREACH (_ IN CASE WHEN row.kind = 'by' THEN [1] ELSE [] END | CREATE (s)-[:BY]->(t)) "
-    "FOREACH (_ IN CASE WHEN row.kind = 'credit' THEN [1] ELSE [] END | "
-    "CREATE (t)-[:CREDITED_ON {role: row.prop}]->(s))"
+# A referenced node that has no record yet is a placeholder: it keeps the smallest name
+# any reference gave it (so the result does not depend on arrival order) until its
+# record completes it. A complete node is left as it is.
+_PLACEHOLDER = (
+    "ON CREATE SET t.placeholder = true, t.name = row.name "
+    "ON MATCH SET t.name = CASE WHEN t.placeholder AND row.name IS NOT NULL "
+    "AND (t.name IS NULL OR row.name < t.name) THEN row.name ELSE t.name END "
 )
+
+
+# The kinds of reference graphinator.rows gives an edge (``e.k``), where one statement
+# writes more than one kind.
+KINDS = frozenset({"by", "credit", "alias", "member", "group", "parent", "sublabel"})
+
+
+def _when(kind: str, action: str) -> str:
+    """``action`` for the edges of one kind only."""
+    if kind not in KINDS:
+        raise ValueError(f"not a fixed edge kind: {kind}")
+    return f"FOREACH (_ IN CASE WHEN e.k = '{kind}' THEN [1] ELSE [] END | {action}) "
+
+
+def _links(owner: str, label: str, *actions: str) -> str:
+    """One referenced node per row (``row.ref``), merged once, then every edge the
+    batch's changed records (``o``, by the element id :data:`GATE` returned) have to it.
+    Rows come sorted by referenced node, so concurrent batches lock in one order.
+    Every argument is a constant of this module (labels checked here, at import)."""
+    if owner not in NODE_LABEL.values() or label not in (ARTIST, LABEL, MASTER, GENRE, STYLE):
+        raise ValueError(f"not a fixed link: {owner} -> {label}")
+    key, create = ("name", "") if label in (GENRE, STYLE) else ("id", _PLACEHOLDER)
+    return (
+        f"{KEEP_PLAN}UNWIND $rows AS row MERGE (t:{label} {{{key}: row.ref}}) {create}"
+        f"WITH t, row UNWIND row.edges AS e MATCH (o:{owner}) WHERE elementId(o) = e.o "
+        f"{''.join(actions)}"
+    )
+
+
+_IS = "CREATE (o)-[:IS]->(t)"
+
+
+def _tags(owner: str) -> dict[str, str]:
+    return {GENRE: _links(owner, GENRE, _IS), STYLE: _links(owner, STYLE, _IS)}
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     """What a record of one type owns (removal statements, each returning the former
-    targets as ``t``) and the edge statements."""
+    targets as ``t``), and its edge statements by referenced label, in execution order.
+    The ``e.k`` kinds are the ones :mod:`graphinator.rows` gives each reference."""
 
     owned: tuple[str, ...]
-    edges: tuple[tuple[str, str], ...]  # (edge kind, statement), in execution order
+    links: dict[str, str]
 
 
 PLANS: dict[DataType, Plan] = {
@@ -174,21 +195,21 @@ PLANS: dict[DataType, Plan] = {
             _delete(RELEASE, "-[r:BY|ON|DERIVED_FROM|IS]->(t)"),
             _delete(RELEASE, "<-[r:CREDITED_ON]-(t:Artist)"),
         ),
-        edges=(
-            ("release_artist", _RELEASE_ARTIST),
-            ("release_label", _create(RELEASE, "ON", LABEL, props=" {catno: row.prop}")),
-            ("release_master", _create(RELEASE, "DERIVED_FROM", MASTER)),
-            ("release_genre", _create(RELEASE, "IS", GENRE, key="name")),
-            ("release_style", _create(RELEASE, "IS", STYLE, key="name")),
-        ),
+        links={
+            ARTIST: _links(
+                RELEASE,
+                ARTIST,
+                _when("by", "CREATE (o)-[:BY]->(t)"),
+                _when("credit", "CREATE (t)-[:CREDITED_ON {role: e.p}]->(o)"),
+            ),
+            LABEL: _links(RELEASE, LABEL, "CREATE (o)-[:ON {catno: e.p}]->(t)"),
+            MASTER: _links(RELEASE, MASTER, "CREATE (o)-[:DERIVED_FROM]->(t)"),
+            **_tags(RELEASE),
+        },
     ),
     DataType.MASTERS: Plan(
         owned=(_delete(MASTER, "-[r:BY|IS]->(t)"),),
-        edges=(
-            ("master_artist", _create(MASTER, "BY", ARTIST)),
-            ("master_genre", _create(MASTER, "IS", GENRE, key="name")),
-            ("master_style", _create(MASTER, "IS", STYLE, key="name")),
-        ),
+        links={ARTIST: _links(MASTER, ARTIST, "CREATE (o)-[:BY]->(t)"), **_tags(MASTER)},
     ),
     DataType.ARTISTS: Plan(
         owned=(
@@ -196,21 +217,29 @@ PLANS: dict[DataType, Plan] = {
             _unflag(ARTIST, _IN, "MEMBER_OF", "from_members", "from_groups"),
             _unflag(ARTIST, _OUT, "MEMBER_OF", "from_groups", "from_members"),
         ),
-        edges=(
-            ("alias", _create(ARTIST, "ALIAS_OF", ARTIST)),
-            ("member", _flagged(ARTIST, "MEMBER_OF", "from_members")),
-            ("group", _flagged(ARTIST, "MEMBER_OF", "from_groups")),
-        ),
+        links={
+            ARTIST: _links(
+                ARTIST,
+                ARTIST,
+                _when("alias", "CREATE (o)-[:ALIAS_OF]->(t)"),
+                _when("member", "MERGE (t)-[r:MEMBER_OF]->(o) SET r.from_members = true"),
+                _when("group", "MERGE (o)-[r:MEMBER_OF]->(t) SET r.from_groups = true"),
+            ),
+        },
     ),
     DataType.LABELS: Plan(
         owned=(
             _unflag(LABEL, _OUT, "SUBLABEL_OF", "from_parent_label", "from_sublabels"),
             _unflag(LABEL, _IN, "SUBLABEL_OF", "from_sublabels", "from_parent_label"),
         ),
-        edges=(
-            ("parent", _flagged(LABEL, "SUBLABEL_OF", "from_parent_label")),
-            ("sublabel", _flagged(LABEL, "SUBLABEL_OF", "from_sublabels")),
-        ),
+        links={
+            LABEL: _links(
+                LABEL,
+                LABEL,
+                _when("parent", "MERGE (o)-[r:SUBLABEL_OF]->(t) SET r.from_parent_label = true"),
+                _when("sublabel", "MERGE (t)-[r:SUBLABEL_OF]->(o) SET r.from_sublabels = true"),
+            ),
+        },
     ),
 }
 

@@ -12,17 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.records import DataType, Record, release_year
-from graphinator.cypher import (
-    ARTIST,
-    GENRE,
-    LABEL,
-    MASTER,
-    NODE_LABEL,
-    PLACEHOLDER,
-    PLANS,
-    STYLE,
-    TAG,
-)
+from graphinator.cypher import ARTIST, GENRE, LABEL, MASTER, PLANS, STYLE
 
 Row = dict[str, Any]
 _MAX_ID = 2**63 - 1
@@ -74,18 +64,35 @@ def refs(value: object) -> list[tuple[int, str | None]]:
     return out
 
 
-def node_rows(data_type: DataType, records: Sequence[Record]) -> list[Row]:
-    """Rows for ``MERGE_NODES``, sorted by id; ValueError for a record without an id."""
+def gate_rows(records: Sequence[Record]) -> list[Row]:
+    """Rows for ``GATE``, sorted by id; ValueError for a record without an id."""
     rows = []
     for record in records:
         ident = node_id(record.id)
         if ident is None:
             raise ValueError(f"record id {record.id[:40]!r} is not a Discogs id")
-        base: Row = {"id": ident, "hash": record.sha256, "placeholder": False}
-        extra = {k: v for k, v in _props(data_type, record.data).items() if v not in (None, [])}
-        props = base | extra
-        rows.append({"id": ident, "hash": record.sha256, "version": record.version, "props": props})
+        rows.append({"id": ident, "hash": record.sha256, "version": record.version})
     return sorted(rows, key=lambda row: row["id"])
+
+
+def props_rows(
+    data_type: DataType, records: Sequence[Record], changed: dict[int, tuple[str, str | None]]
+) -> list[Row]:
+    """Rows for ``NODE_PROPS``: the properties of the ``changed`` records (id -> element
+    id, version seen), the last record of an id winning, as the gate let it."""
+    props: dict[int, Row] = {}
+    for record in records:
+        ident = node_id(record.id)
+        if ident is None or ident not in changed:
+            continue
+        node, seen = changed[ident]
+        base: Row = {"id": ident, "hash": record.sha256, "placeholder": False, "seen": seen}
+        extra = _props(data_type, record.data)
+        props[ident] = {
+            "node": node,
+            "props": {k: v for k, v in (base | extra).items() if v not in (None, [])},
+        }
+    return [props[ident] for ident in sorted(props)]
 
 
 _TEXT_FIELDS: dict[DataType, tuple[str, ...]] = {
@@ -114,73 +121,67 @@ def _props(data_type: DataType, d: dict[str, Any]) -> Row:
     return props
 
 
+_Edge = tuple[int, str, str | None]  # (owner id, kind, property)
+
+
+@dataclass
+class _Ref:
+    """A referenced node: the smallest name the references gave it, the edges to it."""
+
+    name: str | None = None
+    edges: set[_Edge] = field(default_factory=set)
+
+
 @dataclass
 class _Links:
-    """Edges and referenced nodes of a set of changed records, deduplicated."""
+    """The referenced nodes of a set of changed records, by label, and the edges to each
+    as (owner id, kind, property), deduplicated."""
 
-    refs: dict[str, dict[int, str | None]] = field(
-        default_factory=lambda: {ARTIST: {}, LABEL: {}, MASTER: {}}
-    )
-    tags: dict[str, set[str]] = field(default_factory=lambda: {GENRE: set(), STYLE: set()})
-    edges: dict[str, set[tuple[Any, int, str, str | None]]] = field(default_factory=dict)
+    refs: dict[str, dict[Any, _Ref]] = field(default_factory=dict)
 
-    def ref(self, label: str, ident: int, name: str | None) -> None:
-        known = self.refs[label]
-        old = known.get(ident)
-        known[ident] = name if old is None or (name is not None and name < old) else old
+    def add(self, label: str, key: Any, name: str | None, edge: _Edge) -> None:
+        ref = self.refs.setdefault(label, {}).setdefault(key, _Ref(name))
+        if name is not None and (ref.name is None or name < ref.name):
+            ref.name = name
+        ref.edges.add(edge)
 
-    def edge(self, kind: str, src: int, dst: Any, how: str = "", prop: str | None = None) -> None:
-        self.edges.setdefault(kind, set()).add((dst, src, how, prop))
-
-    def tag_edges(self, prefix: str, src: int, data: dict[str, Any]) -> None:
+    def tags(self, owner: int, data: dict[str, Any]) -> None:
         for label, key in ((GENRE, "genres"), (STYLE, "styles")):
             for name in texts(data.get(key)):
-                self.tags[label].add(name)
-                self.edge(f"{prefix}_{label.lower()}", src, name)
+                self.add(label, name, None, (owner, "is", None))
 
 
 def _release_links(links: _Links, src: int, d: dict[str, Any]) -> None:
     for ref, name in refs(d.get("artists")):
-        links.ref(ARTIST, ref, name)
-        links.edge("release_artist", src, ref, "by")
+        links.add(ARTIST, ref, name, (src, "by", None))
     for item in d.get("extraartists") or []:
         for ref, name in refs(item):
-            links.ref(ARTIST, ref, name)
-            links.edge("release_artist", src, ref, "credit", text(item.get("role")))
+            links.add(ARTIST, ref, name, (src, "credit", text(item.get("role"))))
     for item in d.get("labels") or []:
         for ref, name in refs(item):
-            links.ref(LABEL, ref, name)
-            links.edge("release_label", src, ref, "", text(item.get("catno")))
+            links.add(LABEL, ref, name, (src, "on", text(item.get("catno"))))
     if (master := node_id(d.get("master_id"))) is not None:
-        links.ref(MASTER, master, None)
-        links.edge("release_master", src, master)
-    links.tag_edges("release", src, d)
+        links.add(MASTER, master, None, (src, "from", None))
+    links.tags(src, d)
 
 
 def _master_links(links: _Links, src: int, d: dict[str, Any]) -> None:
     for ref, name in refs(d.get("artists")):
-        links.ref(ARTIST, ref, name)
-        links.edge("master_artist", src, ref)
-    links.tag_edges("master", src, d)
+        links.add(ARTIST, ref, name, (src, "by", None))
+    links.tags(src, d)
 
 
 def _artist_links(links: _Links, src: int, d: dict[str, Any]) -> None:
     for kind, key in (("alias", "aliases"), ("member", "members"), ("group", "groups")):
         for ref, name in refs(d.get(key)):
-            links.ref(ARTIST, ref, name)
-            if kind == "member":  # the member is a MEMBER_OF this (group) artist
-                links.edge(kind, ref, src)
-            else:
-                links.edge(kind, src, ref)
+            links.add(ARTIST, ref, name, (src, kind, None))
 
 
 def _label_links(links: _Links, src: int, d: dict[str, Any]) -> None:
     for ref, name in refs(d.get("parentLabel")):
-        links.ref(LABEL, ref, name)
-        links.edge("parent", src, ref)
+        links.add(LABEL, ref, name, (src, "parent", None))
     for ref, name in refs(d.get("sublabels")):
-        links.ref(LABEL, ref, name)
-        links.edge("sublabel", ref, src)  # the sublabel is SUBLABEL_OF this label
+        links.add(LABEL, ref, name, (src, "sublabel", None))
 
 
 _LINKS: dict[DataType, Callable[[_Links, int, dict[str, Any]], None]] = {
@@ -191,31 +192,40 @@ _LINKS: dict[DataType, Callable[[_Links, int, dict[str, Any]], None]] = {
 }
 
 
-def link_statements(data_type: DataType, changed: Iterable[Record]) -> list[Statement]:
-    """The statements (with non-empty rows) that replace the edges of ``changed`` records."""
+def removal_statements(data_type: DataType, owners: Iterable[int]) -> list[Statement]:
+    """The statements that remove the edges ``owners`` (complete nodes) own."""
+    ids = [{"id": ident} for ident in sorted(set(owners))]
+    return [Statement(query, ids, targets=True) for query in PLANS[data_type].owned] if ids else []
+
+
+def link_statements(
+    data_type: DataType, changed: Iterable[Record], nodes: dict[int, str]
+) -> list[Statement]:
+    """The statements that create the edges of ``changed`` records (and the placeholders
+    and tags they reference); ``nodes`` maps each record's id to its element id."""
     links = _Links()
-    owners: set[int] = set()
     for record in changed:
-        if (src := node_id(record.id)) is not None:
-            owners.add(src)
+        if (src := node_id(record.id)) is not None and src in nodes:
             _LINKS[data_type](links, src, record.data)
-    if not owners:
-        return []
-    plan = PLANS[data_type]
-    ids = [{"id": ident} for ident in sorted(owners)]
-    out = [Statement(query, ids, targets=True) for query in plan.owned]
-    own_label = NODE_LABEL[data_type]
-    for label, known in links.refs.items():
+    out = []
+    for label, query in PLANS[data_type].links.items():
+        known = links.refs.get(label, {})
         rows = [
-            {"id": ref, "name": name}
-            for ref, name in sorted(known.items())
-            if not (label == own_label and ref in owners)  # complete already
+            {
+                "ref": key,
+                "name": ref.name,
+                "edges": [
+                    {"o": nodes[owner], "k": kind, "p": prop}
+                    for owner, kind, prop in sorted(ref.edges, key=_edge_order)
+                ],
+            }
+            for key, ref in sorted(known.items())
         ]
-        out.append(Statement(PLACEHOLDER[label], rows))
-    for label, names in links.tags.items():
-        out.append(Statement(TAG[label], [{"name": name} for name in sorted(names)]))
-    for kind, query in plan.edges:
-        edges = sorted(links.edges.get(kind, ()), key=lambda e: (e[0], e[1], e[2], e[3] or ""))
-        rows = [{"src": s, "dst": d, "kind": how, "prop": prop} for d, s, how, prop in edges]
-        out.append(Statement(query, rows))
-    return [statement for statement in out if statement.rows]
+        if rows:
+            out.append(Statement(query, rows))
+    return out
+
+
+def _edge_order(edge: _Edge) -> tuple[int, str, str]:
+    owner, kind, prop = edge
+    return owner, kind, prop or ""

@@ -2,8 +2,8 @@
 
 Each batch is one managed write transaction (``session.execute_write``): the first
 statement merges the batch's nodes (hash gate and version order, see
-:data:`graphinator.cypher.MERGE_NODES`) and returns the ids whose record changed, and
-only those records get their owned edges replaced, in the same transaction (no
+:data:`graphinator.cypher.GATE`) and returns the records that changed, and only those
+get their properties written and their owned edges replaced, in the same transaction (no
 read-then-write race across transactions); the placeholders and tags those removed edges
 leave unreferenced are deleted at the end. Unchanged records only have their ``seen``
 version moved forward. Statements are in :mod:`graphinator.cypher`, rows in
@@ -60,7 +60,7 @@ class Neo4jWriter:
         if not records:
             return WriteResult(written=0, unchanged=0)
         try:
-            node_rows = rows.node_rows(data_type, records)
+            gate = rows.gate_rows(records)
         except ValueError as e:
             raise BatchRejected(str(e)) from e
         attempts = 0
@@ -73,9 +73,9 @@ class Neo4jWriter:
                     "graph_write_retry",
                     data_type=str(data_type),
                     attempt=attempts,
-                    size=len(node_rows),
+                    size=len(gate),
                 )
-            return await _write_batch(tx, data_type, node_rows, records)
+            return await write_batch(tx, data_type, gate, records)
 
         started = time.monotonic()
         written, added = await execute_write(self._driver, self._database, data_type, work)
@@ -144,22 +144,35 @@ class Neo4jWriter:
         return count.records
 
 
-async def _write_batch(
+async def write_batch(
     tx: AsyncManagedTransaction,
     data_type: DataType,
-    node_rows: list[rows.Row],
+    gate: list[rows.Row],
     records: Sequence[Record],
 ) -> tuple[int, int]:
-    """The batch's statements; returns (records written, of which added)."""
-    result = await tx.run(cypher.MERGE_NODES[data_type], rows=node_rows)
-    changed_ids = {row["id"]: row["added"] async for row in result}
-    changed = [r for r in records if rows.node_id(r.id) in changed_ids]
+    """The batch's statements; returns (records written, of which added).
+
+    A record whose node was new or a placeholder owns no edge yet (placeholders own
+    none: the purge removes a record's edges before it demotes the node), so only the
+    changed records that were complete before have edges to remove and orphans to check.
+    """
+    result = await tx.run(cypher.GATE[data_type], rows=gate)
+    changed = {row["id"]: (row["added"], row["node"], row["seen"]) async for row in result}
+    if not changed:
+        return 0, 0
+    nodes = {ident: (node, seen) for ident, (_, node, seen) in changed.items()}
+    result = await tx.run(
+        cypher.NODE_PROPS[data_type], rows=rows.props_rows(data_type, records, nodes)
+    )
+    await result.consume()
     targets: set[str] = set()
-    for statement in rows.link_statements(data_type, changed):
+    stale = (ident for ident, (added, _, _) in changed.items() if not added)
+    for statement in rows.removal_statements(data_type, stale):
         result = await tx.run(statement.query, rows=statement.rows)
-        if statement.targets:
-            targets.update(await result.value("t"))
-        else:
-            await result.consume()
+        targets.update(await result.value("t"))
+    owners = {ident: node for ident, (node, _) in nodes.items()}
+    for statement in rows.link_statements(data_type, records, owners):
+        result = await tx.run(statement.query, rows=statement.rows)
+        await result.consume()
     await purge.delete_orphans(tx, targets)
-    return len(changed), sum(1 for added in changed_ids.values() if added)
+    return len(changed), sum(1 for added, _, _ in changed.values() if added)

@@ -63,6 +63,11 @@ ALLOWED = {
     ("graphinator/cypher.py", "one"),
     ("graphinator/cypher.py", "stale.format(v='$version')"),
     ("graphinator/cypher.py", "stale.format(v='row.version')"),
+    ("graphinator/cypher.py", "owner"),  # _links: checked against the node labels
+    ("graphinator/cypher.py", "create"),  # _links: the constant placeholder clause or ""
+    ("graphinator/cypher.py", "''.join(actions)"),  # _links: constant clauses, via _when
+    ("graphinator/cypher.py", "kind"),  # _when: checked against KINDS
+    ("graphinator/cypher.py", "action"),  # _when: a constant clause
     ("tableinator/sql.py", "field"),
 }
 # Functions that build query text from fixed names (their own bodies are scanned like any

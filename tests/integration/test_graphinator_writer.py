@@ -124,11 +124,10 @@ def _operators(plan: Any) -> list[str]:
 
 
 BATCH_STATEMENTS = [
-    *cypher.MERGE_NODES.values(),
-    *cypher.PLACEHOLDER.values(),
-    *cypher.TAG.values(),
+    *cypher.GATE.values(),
+    *cypher.NODE_PROPS.values(),
     *(q for plan in cypher.PLANS.values() for q in plan.owned),
-    *(q for plan in cypher.PLANS.values() for _, q in plan.edges),
+    *(q for plan in cypher.PLANS.values() for q in plan.links.values()),
     cypher.ORPHANS,
 ]
 PURGE_ROW_STATEMENTS = [q for p in cypher.PURGE.values() for q in (p.claim, p.demote, p.delete)]
