@@ -254,7 +254,9 @@ def test_monitoring_mounts_files_of_the_repository(services: dict[str, dict[str,
 
 
 def test_prometheus_is_the_version_the_tests_run(services: dict[str, dict[str, Any]]) -> None:
-    assert services["prometheus"]["image"].startswith(f"prom/prometheus:v{PROMETHEUS_TEST_VERSION}.")
+    assert services["prometheus"]["image"].startswith(
+        f"prom/prometheus:v{PROMETHEUS_TEST_VERSION}."
+    )
 
 
 @pytest.mark.parametrize("name", list(CONSUMERS))

@@ -56,15 +56,16 @@ def test_panels_have_unique_ids_known_types_and_a_description(board: dict[str, A
     assert len(ids) == len(set(ids))
     for panel in board["panels"]:
         assert panel["type"] in PANEL_TYPES, panel["title"]
-        assert panel["title"] and panel["description"], panel["id"]
+        assert panel["title"], panel["id"]
+        assert panel["description"], panel["title"]
 
 
 def test_panels_fit_the_grid_without_overlapping(board: dict[str, Any]) -> None:
     cells: dict[tuple[int, int], str] = {}
     for panel in board["panels"]:
         pos = panel["gridPos"]
-        assert pos["w"] > 0 and pos["h"] > 0, panel["title"]
-        assert 0 <= pos["x"] and pos["x"] + pos["w"] <= GRID_COLUMNS, panel["title"]
+        assert min(pos["w"], pos["h"]) > 0, panel["title"]
+        assert 0 <= pos["x"] < pos["x"] + pos["w"] <= GRID_COLUMNS, panel["title"]
         for x in range(pos["x"], pos["x"] + pos["w"]):
             for y in range(pos["y"], pos["y"] + pos["h"]):
                 assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
@@ -76,7 +77,8 @@ def test_every_query_uses_the_provisioned_datasource(board: dict[str, Any]) -> N
     for panel in board["panels"]:
         assert panel["datasource"] == expected, panel["title"]
         refs = [target["refId"] for target in panel["targets"]]
-        assert refs and len(refs) == len(set(refs)), panel["title"]
+        assert refs, panel["title"]
+        assert len(refs) == len(set(refs)), panel["title"]
         for target in panel["targets"]:
             assert target["datasource"] == expected, panel["title"]
             assert target["expr"].strip(), panel["title"]
