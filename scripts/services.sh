@@ -202,7 +202,10 @@ use_docker() { [[ ${SERVICES_USE_DOCKER:-0} == 1 ]] && docker info >/dev/null 2>
 
 case ${1:-up} in
   up)
-    if use_docker; then docker compose -f "$ROOT/docker-compose.yml" up -d --wait rabbitmq postgres neo4j; exit; fi
+    if use_docker; then
+      docker compose -f "$ROOT/docker-compose.yml" up -d --wait rabbitmq postgres neo4j
+      prometheus_install; exit
+    fi
     rabbit_up; pg_up; neo4j_up; prometheus_install ;;
   down)
     if use_docker; then docker compose -f "$ROOT/docker-compose.yml" stop rabbitmq postgres neo4j; exit; fi
