@@ -45,7 +45,9 @@ class QueueDepths:
         self._checked = now
         for data_type, queue in self.queues.items():
             try:
-                # Declaring the queue again with its own arguments answers with its depth.
+                # Declaring the queue again with its own arguments answers with its depth. A
+                # passive declare_queue() would not: on a robust channel it returns the queue
+                # object it already holds, without asking the broker.
                 declared = await queue.declare(timeout=2)
             except SETTLE_ERRORS as e:
                 log.debug("queue depth unavailable", queue=queue.name, error=repr(e))
