@@ -8,11 +8,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from common.progress import Figures, Reading
 from common.records import DataType
 
 _BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -23,6 +25,7 @@ class TypeStats:
     """Running totals of one data type since start (plain numbers for /health and logs)."""
 
     consumed: int = 0
+    messages: int = 0  # deliveries the records came in (records per message for the ETA)
     written: int = 0
     added: int = 0
     unchanged: int = 0
@@ -32,6 +35,8 @@ class TypeStats:
     extraction_complete: str | None = None  # version of the last extraction_complete seen
     first_at: float | None = None
     last_at: float | None = None
+    ready: int | None = None  # messages ready in the broker queue, when last read
+    progress: Figures | None = None  # the last progress figures (PROGRESS_INTERVAL)
 
     def rate(self) -> float:
         """End-to-end records/s committed since the first record of this type arrived."""
@@ -39,6 +44,17 @@ class TypeStats:
         if self.first_at is None or self.last_at is None or self.last_at <= self.first_at:
             return 0.0
         return done / (self.last_at - self.first_at)
+
+    def reading(self) -> Reading:
+        """The totals :class:`~common.progress.Progress` works from."""
+        return Reading(
+            done=self.written + self.unchanged + self.dead_lettered,
+            consumed=self.consumed,
+            messages=self.messages,
+            pending=self.pending,
+            ready=self.ready,
+            started=self.first_at,
+        )
 
 
 @dataclass
@@ -61,9 +77,6 @@ class Metrics:
             "records_unchanged", "Records whose hash matched", labels, registry=r
         )
         self.dead = Counter("records_dead_lettered", "Records sent to the DLQ", labels, registry=r)
-        self.queue_depth = Gauge(
-            "queue_depth", "Messages ready in the broker queue", labels, registry=r
-        )
         self.retries = Counter(
             "write_retries", "Transient write failures retried", labels, registry=r
         )
@@ -74,10 +87,17 @@ class Metrics:
             buckets=_BUCKETS,
             registry=r,
         )
+        # Every type's series exist from the start (at zero), so a query never comes back
+        # empty merely because nothing was retried or dead-lettered yet.
+        for data_type in DataType:
+            for family in (self.written, self.unchanged, self.dead, self.retries):
+                family.labels(data_type.value)
+            self.batch_seconds.labels(data_type.value)
 
     def record_consumed(self, data_type: DataType, n: int) -> None:
         stats = self.types[data_type]
         stats.consumed += n
+        stats.messages += 1
         stats.pending += n
         if stats.first_at is None:
             stats.first_at = time.monotonic()
@@ -106,10 +126,11 @@ class Metrics:
     def record_retry(self, data_type: DataType) -> None:
         self.retries.labels(data_type.value).inc()
 
-    def snapshot(self) -> dict[str, dict[str, float | int | str | None]]:
+    def snapshot(self) -> dict[str, dict[str, Any]]:
         return {
             t.value: {
                 "consumed": s.consumed,
+                "messages": s.messages,
                 "written": s.written,
                 "unchanged": s.unchanged,
                 "dead_lettered": s.dead_lettered,
@@ -117,24 +138,60 @@ class Metrics:
                 "batches": s.batches,
                 "records_per_sec": round(s.rate(), 1),
                 "extraction_complete": s.extraction_complete,
+                **({"progress": s.progress.as_dict()} if s.progress else {}),
             }
             for t, s in self.types.items()
         }
 
 
 class _PerMessage(Collector):
-    """``records_consumed`` and ``records_pending``, from the running totals at scrape time."""
+    """The series read from the running totals at scrape time: consumed, pending, the queue
+    depth and the progress figures (a figure not known yet is left out)."""
 
     def __init__(self, types: dict[DataType, TypeStats]) -> None:
         self._types = types
 
     def collect(self) -> Iterator[Metric]:
-        consumed = CounterMetricFamily("records_consumed", "Records received", labels=["data_type"])
-        pending = GaugeMetricFamily(
-            "records_pending", "Records buffered, not yet committed", labels=["data_type"]
-        )
+        f = _families()
         for data_type, stats in self._types.items():
-            consumed.add_metric([data_type.value], stats.consumed)
-            pending.add_metric([data_type.value], stats.pending)
-        yield consumed
-        yield pending
+            name = data_type.value
+            f["records_consumed"].add_metric([name], stats.consumed)
+            f["records_pending"].add_metric([name], stats.pending)
+            if stats.ready is not None:
+                f["queue_depth"].add_metric([name], stats.ready)
+            if (figures := stats.progress) is None:
+                continue
+            f["progress_records_per_second"].add_metric([name, "interval"], figures.interval_rate)
+            f["progress_records_per_second"].add_metric([name, "overall"], figures.overall_rate)
+            optional = {
+                "records_per_message": figures.records_per_message,
+                "progress_remaining_records": figures.remaining,
+                "progress_eta_seconds": figures.eta_s,
+            }
+            for family, value in optional.items():
+                if value is not None:
+                    f[family].add_metric([name], value)
+        yield from f.values()
+
+
+def _families() -> dict[str, CounterMetricFamily | GaugeMetricFamily]:
+    label = ["data_type"]
+    gauges = {
+        "records_pending": "Records buffered, not yet committed",
+        "queue_depth": "Messages ready in the broker queue",
+        "records_per_message": "Records per message received",
+        "progress_remaining_records": "Records queued or held, not yet settled",
+        "progress_eta_seconds": "Seconds until the queue is empty at the recent rate",
+    }
+    families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
+        "records_consumed": CounterMetricFamily(
+            "records_consumed", "Records received", labels=label
+        )
+    }
+    families |= {n: GaugeMetricFamily(n, h, labels=label) for n, h in gauges.items()}
+    families["progress_records_per_second"] = GaugeMetricFamily(
+        "progress_records_per_second",
+        "Records settled per second over the last progress interval or since the start",
+        labels=[*label, "window"],
+    )
+    return families

@@ -33,6 +33,7 @@ from common.metrics import Metrics
 from common.records import DataType
 from common.settings import CommonSettings, SettingsError, load
 from common.sink import Writer
+from common.watch import ProgressLog, QueueDepths
 
 log = structlog.get_logger(__name__)
 
@@ -82,7 +83,7 @@ class Service:
         self._queues: dict[DataType, AbstractQueue] = {}
         self._acks: dict[DataType, AckWindow] = {}
         self._consuming = False
-        self._depth_checked = 0.0
+        self._depths = QueueDepths(self.metrics)
         self.prefetch: dict[DataType, int] = {}
         # Read per message when sizing the prefetch: computed once.
         batch = settings.batch()
@@ -96,7 +97,7 @@ class Service:
             port=self._settings.health_port,
             check=self._health,
             registry=self.metrics.registry,
-            refresh=self._refresh_depths,
+            refresh=self._depths.refresh,
         ) as self.health:
             connection = await connect(self._settings.amqp_urls(), stop=stop)
             if connection is None:
@@ -113,7 +114,7 @@ class Service:
         topology = await declare_topology(
             channel, self.names, delivery_limit=self._settings.amqp_delivery_limit
         )
-        self._queues = topology.queues
+        self._queues = self._depths.queues = topology.queues
         processor = BatchProcessor(
             writer=self._writer,
             config=self._settings.batch(),
@@ -125,7 +126,13 @@ class Service:
             max_bytes=self._settings.amqp_max_message_bytes,
             projection=self._projection,
         )
-        async with decoder, processor:
+        progress = ProgressLog(
+            service=self.name,
+            metrics=self.metrics,
+            depths=self._depths,
+            interval=self._settings.progress_interval,
+        )
+        async with decoder, processor, progress:
             handler = self._handler(processor, topology, decoder)
             tasks = [
                 asyncio.create_task(
@@ -270,20 +277,6 @@ class Service:
             "consuming": self._consuming,
             "types": self.metrics.snapshot(),
         }
-
-    async def _refresh_depths(self) -> None:
-        """Read each queue's depth from the broker, at most once a second."""
-        if time.monotonic() - self._depth_checked < 1 or self._connection is None:
-            return
-        self._depth_checked = time.monotonic()
-        for data_type, queue in self._queues.items():
-            try:
-                declared = await queue.declare(timeout=2)
-            except (TimeoutError, ConnectionError) as e:
-                log.debug("queue depth unavailable", queue=queue.name, error=repr(e))
-                continue
-            depth = declared.message_count or 0
-            self.metrics.queue_depth.labels(data_type.value).set(depth)
 
 
 async def retry_until(

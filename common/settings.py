@@ -125,6 +125,8 @@ class CommonSettings(BrokerSettings):
     amqp_max_message_bytes: int = Field(16 * 1024 * 1024, gt=0)
     health_port: int = Field(8000, ge=0, le=65535)
     shutdown_timeout: float = Field(30.0, gt=0)
+    # Seconds between the `progress` log lines (records done, rates, queue depth, ETA).
+    progress_interval: float = Field(30.0, gt=0)
     # Processes decoding batch messages (0: a thread of the consumer's own process).
     decode_workers: int = Field(1, ge=0, le=64)
     # Monthly updates: refuse to purge when more than this share of the stored records of a

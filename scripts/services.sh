@@ -4,6 +4,8 @@
 #   RabbitMQ   5672 (management 15672)   Debian's rabbitmq-server
 #   PostgreSQL 5432                      Debian's postgresql (15), via pg_ctlcluster
 #   Neo4j      7687 (HTTP 7474)          5.26 Community jars from Maven Central
+# and installs (never starts) Debian's prometheus, whose server and promtool the monitoring
+# tests run on ports of their own. RabbitMQ's Prometheus endpoint is on 15692.
 # Idempotent: a server already answering is left alone, so a second run takes seconds.
 # Where `docker info` answers and SERVICES_USE_DOCKER=1, docker compose starts them instead.
 set -euo pipefail
@@ -43,7 +45,10 @@ apt_install() {
 
 # ---------------------------------------------------------------- RabbitMQ
 rabbit_up() {
-  if rabbitmqctl -q status >/dev/null 2>&1 && rabbit_ready; then log "rabbitmq already up"; return; fi
+  if rabbitmqctl -q status >/dev/null 2>&1 && rabbit_ready; then
+    rabbit_prometheus
+    log "rabbitmq already up"; return
+  fi
   apt_install rabbitmq-server
   if ! rabbitmqctl -q status >/dev/null 2>&1; then
     log "starting rabbitmq"
@@ -59,7 +64,14 @@ rabbit_up() {
   fi
   wait_for "rabbitmq AMQP port" 60 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672'
   wait_for "rabbitmq management" 60 rabbit_ready
+  rabbit_prometheus
   log "rabbitmq up on 127.0.0.1:5672"
+}
+# The broker's own metrics (queue depths, deliveries) for Prometheus, on port 15692.
+# Enabling a plugin that is already enabled changes nothing.
+rabbit_prometheus() {
+  rabbitmq-plugins -q enable rabbitmq_prometheus >/dev/null
+  wait_for "rabbitmq prometheus endpoint" 60 bash -c 'exec 3<>/dev/tcp/127.0.0.1/15692'
 }
 rabbit_ready() { bash -c 'exec 3<>/dev/tcp/127.0.0.1/15672' 2>/dev/null && rabbitmqctl -q list_users 2>/dev/null | grep -q "^${AMQP_USER}\b"; }
 rabbit_down() {
@@ -176,17 +188,31 @@ neo4j_down() {
   fi
 }
 
+# -------------------------------------------------------------- Prometheus
+# Installed only: tests/integration/test_monitoring.py starts its own server on a free
+# port with the project's monitoring/prometheus.yml, and stops it.
+prometheus_install() {
+  if command -v prometheus >/dev/null && command -v promtool >/dev/null; then return; fi
+  apt_install prometheus
+  # The package may start its system service; the tests need only the binaries.
+  if command -v service >/dev/null; then service prometheus stop >/dev/null 2>&1 || true; fi
+}
+
 use_docker() { [[ ${SERVICES_USE_DOCKER:-0} == 1 ]] && docker info >/dev/null 2>&1; }
 
 case ${1:-up} in
   up)
-    if use_docker; then docker compose -f "$ROOT/docker-compose.yml" up -d --wait rabbitmq postgres neo4j; exit; fi
-    rabbit_up; pg_up; neo4j_up ;;
+    if use_docker; then
+      docker compose -f "$ROOT/docker-compose.yml" up -d --wait rabbitmq postgres neo4j
+      prometheus_install; exit
+    fi
+    rabbit_up; pg_up; neo4j_up; prometheus_install ;;
   down)
     if use_docker; then docker compose -f "$ROOT/docker-compose.yml" stop rabbitmq postgres neo4j; exit; fi
     neo4j_down; pg_down; rabbit_down ;;
   up-rabbitmq) rabbit_up ;; down-rabbitmq) rabbit_down ;;
   up-postgres) pg_up ;; down-postgres) pg_down ;;
   up-neo4j) neo4j_up ;; down-neo4j) neo4j_down ;;
+  up-prometheus) prometheus_install ;;
   *) die "usage: $0 up|down|up-<server>|down-<server>" ;;
 esac

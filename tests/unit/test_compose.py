@@ -21,6 +21,9 @@ from tableinator.settings import TableinatorSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS = {"rabbitmq", "postgres", "neo4j"}
+MONITORING = {"prometheus", "grafana"}  # only with `--profile monitoring`
+# Debian 12's prometheus, which `make services` installs and the monitoring tests run.
+PROMETHEUS_TEST_VERSION = "2.42"
 CONSUMERS: dict[str, type[BaseSettings]] = {
     "graphinator": GraphinatorSettings,
     "tableinator": TableinatorSettings,
@@ -70,7 +73,7 @@ def neo4j_test_version() -> str:
 
 
 def test_service_names(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) == SERVERS | set(CONSUMERS) | {"extractor"}
+    assert set(services) == SERVERS | set(CONSUMERS) | {"extractor"} | MONITORING
 
 
 def test_server_images_match_the_test_servers(services: dict[str, dict[str, Any]]) -> None:
@@ -138,7 +141,7 @@ def test_nothing_prevents_scaling(services: dict[str, dict[str, Any]]) -> None:
 
 
 def test_server_ports_are_bound_to_localhost(services: dict[str, dict[str, Any]]) -> None:
-    for name in SERVERS:
+    for name in SERVERS | MONITORING:
         for port in services[name].get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name}: {port} is open to the network"
 
@@ -219,3 +222,80 @@ def test_stop_grace_outlasts_the_drain(services: dict[str, dict[str, Any]], name
 def test_consumers_restart_and_are_not_run_once(services: dict[str, dict[str, Any]]) -> None:
     for name in CONSUMERS:
         assert services[name].get("restart") in {"unless-stopped", "always", "on-failure"}
+
+
+def monitoring_file(relative: str) -> Any:
+    return yaml.safe_load((ROOT / "monitoring" / relative).read_text(encoding="utf-8"))
+
+
+def bind_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> repository path of each ``./...`` volume."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target, *_ = str(volume).split(":")
+        if source.startswith("./"):
+            mounts[target] = source.removeprefix("./")
+    return mounts
+
+
+def test_monitoring_runs_only_in_its_profile(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        expected = ["monitoring"] if name in MONITORING else None
+        assert service.get("profiles") == expected, name
+
+
+def test_monitoring_mounts_files_of_the_repository(services: dict[str, dict[str, Any]]) -> None:
+    for name in (*MONITORING, "rabbitmq"):
+        for target, source in bind_mounts(services[name]).items():
+            assert (ROOT / source).exists(), f"{name}: {source} (mounted at {target}) is missing"
+    mounts = bind_mounts(services["prometheus"])
+    assert mounts["/etc/prometheus/prometheus.yml"] == "monitoring/prometheus.yml"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in services["prometheus"]["command"]
+
+
+def test_prometheus_is_the_version_the_tests_run(services: dict[str, dict[str, Any]]) -> None:
+    assert services["prometheus"]["image"].startswith(
+        f"prom/prometheus:v{PROMETHEUS_TEST_VERSION}."
+    )
+
+
+@pytest.mark.parametrize("name", list(CONSUMERS))
+def test_prometheus_scrapes_every_replica_on_its_health_port(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    jobs = {job["job_name"]: job for job in monitoring_file("prometheus.yml")["scrape_configs"]}
+    port = environment(services[name]).get("HEALTH_PORT")
+    assert jobs[name].get("metrics_path", "/metrics") == "/metrics"
+    # Docker's DNS answers a service name with every replica's address.
+    assert jobs[name]["dns_sd_configs"] == [{"names": [name], "type": "A", "port": int(port)}]
+
+
+def test_prometheus_scrapes_the_broker_with_its_plugin_enabled(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    jobs = {job["job_name"]: job for job in monitoring_file("prometheus.yml")["scrape_configs"]}
+    assert jobs["rabbitmq"]["static_configs"] == [{"targets": ["rabbitmq:15692"]}]
+    plugins_file = bind_mounts(services["rabbitmq"])["/etc/rabbitmq/enabled_plugins"]
+    plugins = (ROOT / plugins_file).read_text(encoding="utf-8")
+    assert "rabbitmq_prometheus" in plugins
+    assert "rabbitmq_management" in plugins  # the image's tag promises the management UI
+    assert plugins.strip().endswith("].")  # an Erlang term: a list and a full stop
+
+
+def test_grafana_reads_the_provisioned_datasource_and_dashboards(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    grafana = services["grafana"]
+    mounts = bind_mounts(grafana)
+    assert mounts["/etc/grafana/provisioning"] == "monitoring/grafana/provisioning"
+    (source,) = monitoring_file("grafana/provisioning/datasources/prometheus.yml")["datasources"]
+    assert source["type"] == "prometheus"
+    assert source["url"] == "http://prometheus:9090"
+    assert "127.0.0.1:9090:9090" in services["prometheus"]["ports"]
+    (provider,) = monitoring_file("grafana/provisioning/dashboards/pipeline.yml")["providers"]
+    folder = provider["options"]["path"]
+    assert mounts[folder] == "monitoring/grafana/dashboards"
+    home = environment(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(folder + "/")
+    assert (ROOT / mounts[folder] / home.removeprefix(folder + "/")).is_file()
+    assert set(grafana["depends_on"]) == {"prometheus"}
