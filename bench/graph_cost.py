@@ -33,6 +33,7 @@ from neo4j import AsyncDriver, AsyncGraphDatabase
 
 from bench import harness, stores
 from bench.graph_reference.writer import ReferenceWriter
+from common.decoding import tune_gc
 from common.records import DataType, Record, canonical_json
 from graphinator.cypher import SELF_LINKED
 from graphinator.writer import Neo4jWriter
@@ -148,6 +149,7 @@ def run(n: int, pairs: int, types: list[DataType]) -> dict[str, Any]:
     report: dict[str, Any] = {"n": n, "pairs": pairs, "batch": BATCH, "types": {}}
     for data_type in types:
         records = harness.records_for(data_type, n)
+        tune_gc()  # as the service does at start
         runs: list[dict[str, Any]] = []
         for name in ("reference", "new"):  # JIT warm-up of the server's plans, not kept
             asyncio.run(_one_pass(name, data_type, records[: n // 4]))

@@ -28,6 +28,7 @@ from neo4j import AsyncGraphDatabase, AsyncManagedTransaction
 from bench import graph_cost, harness, stores
 from bench.graph_reference import cypher as reference_cypher
 from bench.graph_reference import writer as reference_writer
+from common.decoding import tune_gc
 from common.records import DataType, Record
 from graphinator import cypher, rows, writer
 
@@ -136,6 +137,7 @@ def _chunks(records: list[Record]) -> list[list[Record]]:
 
 def measure(which: str, data_type: DataType, n: int) -> dict[str, Any]:
     records = harness.records_for(data_type, n)
+    tune_gc()  # as the service does at start
     out = {}
     for profile in (False, True):
         stores.clear_graph()

@@ -145,7 +145,7 @@ _PLACEHOLDER = (
 )
 
 
-# The kinds of reference graphinator.rows gives an edge (``e.k``), where one statement
+# The kinds of reference graphinator.rows gives an edge (``e[1]``), where one statement
 # writes more than one kind.
 KINDS = frozenset({"by", "credit", "alias", "member", "group", "parent", "sublabel"})
 
@@ -154,12 +154,14 @@ def _when(kind: str, action: str) -> str:
     """``action`` for the edges of one kind only."""
     if kind not in KINDS:
         raise ValueError(f"not a fixed edge kind: {kind}")
-    return f"FOREACH (_ IN CASE WHEN e.k = '{kind}' THEN [1] ELSE [] END | {action}) "
+    return f"FOREACH (_ IN CASE WHEN e[1] = '{kind}' THEN [1] ELSE [] END | {action}) "
 
 
 def _links(owner: str, label: str, *actions: str) -> str:
     """One referenced node per row (``row.ref``), merged once, then every edge the
-    batch's changed records (``o``, by the element id :data:`GATE` returned) have to it.
+    batch's changed records have to it: ``[owner, kind, property]``, the owner (``o``) an
+    index into ``$owners``, the element ids :data:`GATE` returned (short rows: less to
+    pack and unpack than maps of element ids).
     Rows come sorted by referenced node, so concurrent batches lock in one order.
     Every argument is a constant of this module (labels checked here, at import)."""
     if owner not in NODE_LABEL.values() or label not in (ARTIST, LABEL, MASTER, GENRE, STYLE):
@@ -167,7 +169,7 @@ def _links(owner: str, label: str, *actions: str) -> str:
     key, create = ("name", "") if label in (GENRE, STYLE) else ("id", _PLACEHOLDER)
     return (
         f"{KEEP_PLAN}UNWIND $rows AS row MERGE (t:{label} {{{key}: row.ref}}) {create}"
-        f"WITH t, row UNWIND row.edges AS e MATCH (o:{owner}) WHERE elementId(o) = e.o "
+        f"WITH t, row UNWIND row.edges AS e MATCH (o:{owner}) WHERE elementId(o) = $owners[e[0]] "
         f"{''.join(actions)}"
     )
 
@@ -183,7 +185,7 @@ def _tags(owner: str) -> dict[str, str]:
 class Plan:
     """What a record of one type owns (removal statements, each returning the former
     targets as ``t``), and its edge statements by referenced label, in execution order.
-    The ``e.k`` kinds are the ones :mod:`graphinator.rows` gives each reference."""
+    The ``e[1]`` kinds are the ones :mod:`graphinator.rows` gives each reference."""
 
     owned: tuple[str, ...]
     links: dict[str, str]
@@ -200,9 +202,9 @@ PLANS: dict[DataType, Plan] = {
                 RELEASE,
                 ARTIST,
                 _when("by", "CREATE (o)-[:BY]->(t)"),
-                _when("credit", "CREATE (t)-[:CREDITED_ON {role: e.p}]->(o)"),
+                _when("credit", "CREATE (t)-[:CREDITED_ON {role: e[2]}]->(o)"),
             ),
-            LABEL: _links(RELEASE, LABEL, "CREATE (o)-[:ON {catno: e.p}]->(t)"),
+            LABEL: _links(RELEASE, LABEL, "CREATE (o)-[:ON {catno: e[2]}]->(t)"),
             MASTER: _links(RELEASE, MASTER, "CREATE (o)-[:DERIVED_FROM]->(t)"),
             **_tags(RELEASE),
         },

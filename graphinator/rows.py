@@ -23,6 +23,7 @@ class Statement:
     query: str
     rows: list[Row]
     targets: bool = False  # returns the former targets of removed edges (column ``t``)
+    owners: list[str] | None = None  # ``$owners`` of a links statement: element ids
 
 
 def node_id(value: object) -> int | None:
@@ -209,20 +210,24 @@ def link_statements(
             _LINKS[data_type](links, src, record.data)
     out = []
     for label, query in PLANS[data_type].links.items():
-        known = links.refs.get(label, {})
-        rows = [
-            {
-                "ref": key,
-                "name": ref.name,
-                "edges": [
-                    {"o": nodes[owner], "k": kind, "p": prop}
-                    for owner, kind, prop in sorted(ref.edges, key=_edge_order)
-                ],
-            }
-            for key, ref in sorted(known.items())
-        ]
-        if rows:
-            out.append(Statement(query, rows))
+        known = links.refs.get(label)
+        if not known:
+            continue
+        owners: dict[int, int] = {}  # owner id -> its index in $owners
+        rows = []
+        for key, ref in sorted(known.items()):
+            edges = sorted(ref.edges, key=_edge_order) if len(ref.edges) > 1 else ref.edges
+            rows.append(
+                {
+                    "ref": key,
+                    "name": ref.name,
+                    "edges": [
+                        [owners.setdefault(owner, len(owners)), kind, prop]
+                        for owner, kind, prop in edges
+                    ],
+                }
+            )
+        out.append(Statement(query, rows, owners=[nodes[owner] for owner in owners]))
     return out
 
 

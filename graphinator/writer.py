@@ -172,7 +172,7 @@ async def write_batch(
         targets.update(await result.value("t"))
     owners = {ident: node for ident, (node, _) in nodes.items()}
     for statement in rows.link_statements(data_type, records, owners):
-        result = await tx.run(statement.query, rows=statement.rows)
+        result = await tx.run(statement.query, rows=statement.rows, owners=statement.owners)
         await result.consume()
     await purge.delete_orphans(tx, targets)
     return len(changed), sum(1 for added, _, _ in changed.values() if added)

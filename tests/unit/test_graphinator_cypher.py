@@ -45,8 +45,14 @@ def links(data_type: DataType, *records: Record) -> list[Statement]:
 
 def edges(statements: list[Statement], data_type: DataType, label: str) -> list[tuple[Any, ...]]:
     """(referenced node, owner's element id, kind, property) of one label's statement."""
-    rows = by_query(statements).get(cypher.PLANS[data_type].links[label], [])
-    return [(r["ref"], e["o"], e["k"], e["p"]) for r in rows for e in r["edges"]]
+    query = cypher.PLANS[data_type].links[label]
+    return [
+        (r["ref"], s.owners[e[0]], e[1], e[2])
+        for s in statements
+        if s.query == query and s.owners is not None
+        for r in s.rows
+        for e in r["edges"]
+    ]
 
 
 def refs(statements: list[Statement], data_type: DataType, label: str) -> list[tuple[Any, ...]]:
@@ -78,9 +84,9 @@ SCAN_STATEMENTS = [
 
 
 def _fixed_names_only(query: str) -> None:
-    kinds = re.findall(r"e\.k = '(\w+)'", query)
+    kinds = re.findall(r"e\[1\] = '(\w+)'", query)
     assert set(kinds) <= {"by", "credit", "alias", "member", "group", "parent", "sublabel"}
-    assert "'" not in re.sub(r"e\.k = '\w+'", "", query)
+    assert "'" not in re.sub(r"e\[1\] = '\w+'", "", query)
     assert '"' not in query
     assert not re.search(r"[{:]\s*[0-9]", query), "numbers travel as parameters"
     labels = set(re.findall(r"\(\w*:(\w+)", query)) | set(re.findall(r"\bt:(\w+)", query))
