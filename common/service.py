@@ -286,21 +286,6 @@ class Service:
             self.metrics.queue_depth.labels(data_type.value).set(depth)
 
 
-async def retry_until(
-    what: str, attempt_once: Callable[[], Awaitable[bool]], *, stop: asyncio.Event
-) -> bool:
-    """Call ``attempt_once`` with backoff until it returns True (ready) or ``stop`` is set."""
-    delay = 0.5
-    while not stop.is_set():
-        if await attempt_once():
-            return True
-        log.warning("waiting for server", server=what, retry_in_s=round(delay, 1))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
-        delay = min(delay * 2, 30.0)
-    return False
-
-
 def run_main(
     name: str,
     settings_cls: type[S],

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import aio_pika
 import structlog
 
+from common.amqp import CONNECT_ERRORS
 from common.records import DataType
 from common.settings import SettingsError, redact_url
+from common.waiting import wait_for_server
 from extractor.broker import PublishFailed
 from extractor.download import DownloadOptions, download_dump
 from extractor.dumpindex import DEFAULT_BASE_URL, parse_month
@@ -83,10 +87,40 @@ def _publish(args: argparse.Namespace, settings: ExtractorSettings) -> None:
         confirm_timeout=args.confirm_timeout,
     )
     url = settings.amqp_urls()[0]
-    log.info("broker", url=redact_url(url), prefix=settings.discogs_exchange_prefix)
-    asyncio.run(
-        publish_dumps(dumps, url=url, prefix=settings.discogs_exchange_prefix, options=options)
-    )
+    prefix = settings.discogs_exchange_prefix
+    log.info("broker", url=redact_url(url), prefix=prefix)
+
+    async def run() -> None:
+        if not await _broker_ready(url):
+            raise KeyboardInterrupt
+        await publish_dumps(
+            dumps, url=url, prefix=settings.discogs_exchange_prefix, options=options
+        )
+
+    asyncio.run(run())
+
+
+async def _broker_ready(url: str) -> bool:
+    """Wait until the broker accepts a connection; False if SIGTERM/SIGINT came first."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+
+    async def attempt() -> bool:
+        try:
+            connection = await aio_pika.connect(url, timeout=10)
+        except CONNECT_ERRORS as e:
+            raise ConnectionError(f"cannot connect to RabbitMQ at {redact_url(url)}: {e}") from e
+        await connection.close()
+        return True
+
+    try:
+        return bool(await wait_for_server("rabbitmq", attempt, errors=CONNECT_ERRORS, stop=stop))
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
 
 
 def _download(args: argparse.Namespace) -> None:
