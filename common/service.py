@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnectio
 
 from common.amqp import SETTLE_ERRORS, AckWindow, Names, Topology, connect, declare_topology
 from common.batching import BatchProcessor
+from common.cli import parse_service_args
 from common.consumer import Decoding, MessageHandler, discard
 from common.decoding import Decoder, Projection, tune_gc
 from common.health import HealthServer
@@ -290,8 +291,13 @@ def run_main(
     name: str,
     settings_cls: type[S],
     serve: Callable[[S, asyncio.Event], Awaitable[int]],
+    *,
+    description: str,
+    argv: Sequence[str] | None = None,
 ) -> int:
-    """Entry point shared by the services: settings, logging, signals, then ``serve``."""
+    """Entry point shared by the services: arguments (``--help``, ``--version``), settings,
+    logging, signals, then ``serve``."""
+    parse_service_args(name, description, settings_cls, argv)
     try:
         settings = load(settings_cls)
     except SettingsError as e:

@@ -16,6 +16,7 @@ import aio_pika
 import structlog
 
 from common.amqp import CONNECT_ERRORS
+from common.cli import add_version, settings_help
 from common.records import DataType
 from common.settings import SettingsError, redact_url
 from common.waiting import wait_for_server
@@ -52,8 +53,12 @@ def _month(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="extractor", description="Streams the Discogs XML dumps onto RabbitMQ."
+        prog="extractor",
+        description="Streams the Discogs XML dumps onto RabbitMQ.",
+        epilog=settings_help(ExtractorSettings),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_version(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     pub = commands.add_parser("publish", help="publish dump files to the exchanges")
     pub.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="dump files or a folder")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import structlog
@@ -55,8 +55,11 @@ async def serve(settings: GraphinatorSettings, stop: asyncio.Event) -> int:
         return await Service(name="graphinator", settings=settings, writer=writer).run(stop)
 
 
-def main() -> int:
-    return run_main("graphinator", GraphinatorSettings, serve)
+DESCRIPTION = "Consumes the Discogs records from RabbitMQ into Neo4j, as a graph."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main("graphinator", GraphinatorSettings, serve, description=DESCRIPTION, argv=argv)
 
 
 if __name__ == "__main__":

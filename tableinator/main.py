@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 
 import psycopg
 import structlog
@@ -76,8 +77,11 @@ async def serve(settings: TableinatorSettings, stop: asyncio.Event) -> int:
         return await service.run(stop)
 
 
-def main() -> int:
-    return run_main("tableinator", TableinatorSettings, serve)
+DESCRIPTION = "Consumes the Discogs records from RabbitMQ into PostgreSQL, one JSONB row each."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main("tableinator", TableinatorSettings, serve, description=DESCRIPTION, argv=argv)
 
 
 if __name__ == "__main__":
