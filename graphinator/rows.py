@@ -81,10 +81,10 @@ def node_rows(data_type: DataType, records: Sequence[Record]) -> list[Row]:
         ident = node_id(record.id)
         if ident is None:
             raise ValueError(f"record id {record.id[:40]!r} is not a Discogs id")
-        base: Row = {"id": ident, "hash": record.sha256, "placeholder": False}
+        base: Row = {"id": ident, "hash": record.stored_hash, "placeholder": False}
         extra = {k: v for k, v in _props(data_type, record.data).items() if v not in (None, [])}
         props = base | extra
-        rows.append({"id": ident, "hash": record.sha256, "version": record.version, "props": props})
+        rows.append({"id": ident, "hash": base["hash"], "version": record.version, "props": props})
     return sorted(rows, key=lambda row: row["id"])
 
 

@@ -149,11 +149,11 @@ def test_release_node_row() -> None:
     [row] = node_rows(DataType.RELEASES, [record])
     assert row == {
         "id": 5,
-        "hash": record.sha256,
+        "hash": record.stored_hash,
         "version": None,
         "props": {
             "id": 5,
-            "hash": record.sha256,
+            "hash": record.stored_hash,
             "placeholder": False,
             "title": "T",
             "year": 1999,
