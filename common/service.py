@@ -24,7 +24,7 @@ from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnectio
 
 from common.amqp import SETTLE_ERRORS, AckWindow, Names, Topology, connect, declare_topology
 from common.batching import BatchProcessor
-from common.cli import parse_service_args
+from common.cli import package_version, parse_service_args
 from common.consumer import Decoding, MessageHandler, discard
 from common.decoding import Decoder, Projection, tune_gc
 from common.health import HealthServer
@@ -311,7 +311,13 @@ def run_main(
     tune_gc()
     if warning := settings.prefetch_warning():
         log.warning("prefetch below batch size", detail=warning)
-    log.info("starting", service=name, prefetch=settings.prefetch(), **asdict(settings.batch()))
+    log.info(
+        "starting",
+        service=name,
+        version=package_version(),
+        prefetch=settings.prefetch(),
+        **asdict(settings.batch()),
+    )
 
     async def _run() -> int:
         stop = asyncio.Event()

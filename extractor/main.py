@@ -17,6 +17,7 @@ import structlog
 
 from common.amqp import CONNECT_ERRORS
 from common.cli import add_version, settings_help
+from common.logging import configure_logging
 from common.records import DataType
 from common.settings import SettingsError, redact_url
 from common.waiting import wait_for_server
@@ -24,7 +25,6 @@ from extractor.broker import PublishFailed
 from extractor.download import DownloadOptions, download_dump
 from extractor.dumpindex import DEFAULT_BASE_URL, parse_month
 from extractor.fetch import DownloadError
-from extractor.logs import configure_logging
 from extractor.publish import PublishOptions, UsageError, collect_dumps, publish_dumps
 from extractor.settings import ExtractorSettings, load_settings
 from extractor.xmlparse import DumpError
@@ -146,7 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
     except SettingsError as e:
         return _fail(str(e), EXIT_USAGE)
-    configure_logging(settings.log_level, settings.log_format)
+    # Logs go to stderr (stdout is left to what a command prints); configured anew on
+    # every call, since main() may run more than once in a process.
+    configure_logging(settings.log_level, settings.log_format, stream="stderr", cache=False)
     try:
         if args.command == "publish":
             _publish(args, settings)

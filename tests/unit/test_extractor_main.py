@@ -124,6 +124,7 @@ def test_an_absent_broker_is_waited_for_until_sigterm() -> None:
         assert proc.stderr is not None
         first = proc.stderr.readline().decode()
         while "waiting for server" not in first and first:
+            assert json.loads(first)  # every line JSON, library messages included
             first = proc.stderr.readline().decode()
         line = json.loads(first)
         assert line["server"] == "rabbitmq"
@@ -137,3 +138,4 @@ def test_an_absent_broker_is_waited_for_until_sigterm() -> None:
         proc.wait()
         proc.stderr.close()  # type: ignore[union-attr]
     assert "s3cret" not in first + rest
+    assert all(json.loads(text) for text in rest.splitlines())
