@@ -104,3 +104,6 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # aiormq logs every failed connection attempt itself; the caller's own line (waiting
+    # for server, or aio_pika's reconnect line) already says it, with what happens next.
+    logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)

@@ -37,14 +37,14 @@ def test_structlog_and_library_lines_are_the_same_json(capsys: pytest.CaptureFix
     structlog.get_logger("x").info(
         "starting", types=frozenset({DataType.RELEASES, DataType.ARTISTS}), kind=DataType.LABELS
     )
-    logging.getLogger("aiormq.connection").warning("error when creating transport: %s", "boom")
+    logging.getLogger("aio_pika.robust_connection").warning("reconnecting: %s", "boom")
     first, second = lines(capsys.readouterr().out)
     assert first["event"] == "starting"
     assert first["types"] == ["artists", "releases"]
     assert first["kind"] == "labels"
-    assert second["event"] == "error when creating transport: boom"
+    assert second["event"] == "reconnecting: boom"
     assert second["level"] == "warning"
-    assert second["logger"] == "aiormq.connection"
+    assert second["logger"] == "aio_pika.robust_connection"
     assert set(first) >= {"timestamp", "level"}
     assert set(second) >= {"timestamp", "level"}
     for line in (first, second):
