@@ -98,9 +98,7 @@ def _publish(args: argparse.Namespace, settings: ExtractorSettings) -> None:
     async def run() -> None:
         if not await _broker_ready(url):
             raise KeyboardInterrupt
-        await publish_dumps(
-            dumps, url=url, prefix=settings.discogs_exchange_prefix, options=options
-        )
+        await publish_dumps(dumps, url=url, prefix=prefix, options=options)
 
     asyncio.run(run())
 
