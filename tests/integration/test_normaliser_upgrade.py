@@ -16,7 +16,8 @@ import common.records
 from common.records import DataType, Record, stored_hash
 from tableinator.writer import PostgresWriter
 from tests.integration.test_graphinator_writer import query, ready_writer
-from tests.integration.test_tableinator_updates import new_pool, rows_of, sample
+from tests.integration.test_tableinator_updates import SAMPLES, new_pool, rows_of, sample
+from tests.xmlcount import children_per_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -90,6 +91,12 @@ async def test_postgres_rewrites_what_an_older_normaliser_stored(
                 assert data == current[ident].data
                 old_data = before[data_type][ident][1]
                 assert (data != old_data) == (ident in changed), ident
+
+        # What is stored has every item of the dump's lists, counted from the XML itself.
+        for data_type, key in ((DataType.RELEASES, "tracklist"), (DataType.LABELS, "sublabels")):
+            path = SAMPLES / f"discogs_20200806_{data_type.value}.xml.gz"
+            stored = {i: len(row[1][key]) for i, row in after[data_type].items() if key in row[1]}
+            assert stored == children_per_record(path, key)
 
         assert await write_all(writer.write, 2, monkeypatch) == 0
 
