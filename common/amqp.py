@@ -31,8 +31,8 @@ from common import frames
 from common.batching import Rejection
 from common.inbound import Inbound
 from common.records import DataType
-from common.retry import backoff_delay
 from common.settings import redact_url
+from common.waiting import wait_for_server
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +45,8 @@ SETTLE_ERRORS = (
     ConnectionError,
     asyncio.TimeoutError,
 )
+# What connecting to a broker that is not (yet) there raises.
+CONNECT_ERRORS = (aio_pika.exceptions.AMQPConnectionError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,18 +76,17 @@ async def connect(urls: Sequence[str], *, stop: asyncio.Event) -> AbstractRobust
     :func:`common.frames.install` can put it in place.
     """
     frames.install()
-    attempt = 0
-    while not stop.is_set():
+
+    async def attempt() -> AbstractRobustConnection:
+        error: BaseException = ConnectionError("no broker URL")
         for url in urls:
             try:
                 return await aio_pika.connect_robust(url, timeout=10)
-            except (aio_pika.exceptions.AMQPConnectionError, OSError, TimeoutError) as e:
-                log.warning("amqp connect failed", url=redact_url(url), error=str(e))
-        attempt += 1
-        delay = backoff_delay(attempt, base=0.5)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
-    return None
+            except CONNECT_ERRORS as e:
+                error = ConnectionError(f"{redact_url(url)}: {e}")
+        raise error
+
+    return await wait_for_server("rabbitmq", attempt, errors=CONNECT_ERRORS, stop=stop)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,10 @@ normalised record passes through unchanged. Pure: no I/O.
 
 Rules beyond the wire contract (documented in docs/wire-format.md):
 - ids are decimal strings (``123`` and ``"123"`` are one record);
-- empty values (``None``, ``""``, ``{}``, ``[]``) are dropped, so absent and empty agree;
+- an empty field (``None``, ``""``, ``{}``, ``[]``) is dropped, so absent and empty agree;
+- an item of a wrapper list (a ``<track>`` of a ``<tracklist>``) is kept in its position
+  even when empty: ``{}`` in a list of objects, ``""`` in a list of text, so a list has
+  as many items as the dump's element has children;
 - ``year`` is an integer when it parses, otherwise dropped;
 - a string holding NUL (``\\u0000``) makes the record invalid: neither PostgreSQL text nor
   jsonb can store it, and silently altering data is worse than dead-lettering it.
@@ -220,29 +223,32 @@ def _list(key: str, value: Any, *, depth: int) -> list[Any]:
     """``value`` normalised to a list: ``value`` itself when it is one and nothing in it
     changes, else a new list."""
     if value is None or value == "":
-        return []
+        return []  # an empty wrapper element: no children
     if isinstance(value, dict):
         child = _WRAPPERS[key]
-        value = value.get(child, value or [])
+        if child in value:  # the raw shape: {"track": ...}; a null child is an empty one
+            value = value[child]
+        elif not value:
+            return []
     items: list[Any] = value if isinstance(value, list) else [value]
     if key in _TEXT_LISTS:
-        if _all_text(items):  # hot path: already a list of non-empty strings
+        if _all_text(items):  # hot path: already a list of strings
             return items
-        return [t for item in items if (t := _text_item(key, item)) is not None]
+        return [_text_item(key, item) for item in items]
     return _each(key, items, ref=key in _REF_LISTS, plain=False, depth=depth)
 
 
 def _each(key: str, items: list[Any], *, ref: bool, plain: bool, depth: int) -> list[Any]:
-    """``items`` normalised one by one (``plain``: as plain values, else as the objects of a
-    wrapper list), empty ones dropped; ``items`` itself when none changes, else a new list
-    copied from the first change."""
+    """``items`` normalised one by one: ``plain``, as plain values with empty ones dropped;
+    else as the objects of a wrapper list, an empty one kept as ``{}`` in its position.
+    ``items`` itself when none changes, else a new list copied from the first change."""
     out: list[Any] | None = None
     for i, item in enumerate(items):
         if plain:
             norm = _plain(key, item, depth=depth)
         else:
             norm = _list_item(key, item, ref=ref, depth=depth)
-        keep = not _is_empty(norm)
+        keep = not plain or not _is_empty(norm)
         if out is None:
             if keep and norm is item:
                 continue
@@ -252,29 +258,29 @@ def _each(key: str, items: list[Any], *, ref: bool, plain: bool, depth: int) -> 
     return items if out is None else out
 
 
-def _list_item(key: str, item: Any, *, ref: bool, depth: int) -> dict[str, Any] | None:
+def _list_item(key: str, item: Any, *, ref: bool, depth: int) -> dict[str, Any]:
     if type(item) is dict:  # hot path: an object, as in the normalised shape
         return _object(item, ref=ref, depth=depth)
     if _is_empty(item):
-        return None
+        return {}  # an empty element keeps its place
     if ref and isinstance(item, str):
         return _object({"name": item}, ref=ref, depth=depth)
     raise InvalidRecord(f"field {key!r} must hold objects, got {type(item).__name__}")
 
 
 def _all_text(items: list[Any]) -> bool:
-    return all(type(item) is str and item for item in items)
+    return all(type(item) is str for item in items)
 
 
-def _text_item(key: str, item: Any) -> str | None:
+def _text_item(key: str, item: Any) -> str:
     if type(item) is str:  # hot path
-        return item or None
+        return item
     if isinstance(item, dict):
         if not _has_text(item, "#text", "text"):
             raise InvalidRecord(f"field {key!r} must hold strings, got an object")
         item = item.get("#text", item.get("text"))
     if item is None or item == "":
-        return None
+        return ""  # an empty element keeps its place
     if isinstance(item, bool) or not isinstance(item, str | int | float):
         raise InvalidRecord(f"field {key!r} must hold strings, got {type(item).__name__}")
     return str(item)

@@ -15,6 +15,12 @@ import orjson
 
 _YEAR_RE = re.compile(r"\s*([0-9]{4})")
 
+# The version of common.normalise's output: bump it whenever a change there alters the
+# normalised record of some input, so that records stored by the older normaliser are
+# rewritten on the next load even though their sha256 is the same. 1 is the normaliser
+# before this gate existed (it dropped empty list items); its stored hash is the bare sha256.
+NORMALISER_VERSION = 2
+
 
 class DataType(StrEnum):
     ARTISTS = "artists"
@@ -40,6 +46,12 @@ class Record:
     # writer storing the document does not serialise it again. None when not known.
     encoded: bytes | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def stored_hash(self) -> str:
+        """What the stores keep and compare to skip an unchanged record: the sha256 and the
+        normaliser version that built ``data`` (see docs/wire-format.md, "Hash gate")."""
+        return stored_hash(self.sha256, NORMALISER_VERSION)
+
     def with_data(self, data: dict[str, Any]) -> Record:
         """This record with other ``data`` (a projection of it: the same id, hash, JSON)."""
         return Record(self.id, self.sha256, data, self.version, self.encoded)
@@ -48,6 +60,11 @@ class Record:
         # Decode workers pickle records by the hundred thousand a second: the constructor
         # and its arguments pickle several times faster than a slots dataclass's state.
         return (Record, (self.id, self.sha256, self.data, self.version, self.encoded))
+
+
+def stored_hash(sha256: str, normaliser_version: int) -> str:
+    """``sha256`` combined with the normaliser version (version 1: ``sha256`` alone)."""
+    return sha256 if normaliser_version == 1 else f"{sha256}+n{normaliser_version}"
 
 
 def canonical_json(data: dict[str, Any]) -> bytes:

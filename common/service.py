@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnectio
 
 from common.amqp import SETTLE_ERRORS, AckWindow, Names, Topology, connect, declare_topology
 from common.batching import BatchProcessor
+from common.cli import package_version, parse_service_args
 from common.consumer import Decoding, MessageHandler, discard
 from common.decoding import Decoder, Projection, tune_gc
 from common.health import HealthServer
@@ -279,27 +280,17 @@ class Service:
         }
 
 
-async def retry_until(
-    what: str, attempt_once: Callable[[], Awaitable[bool]], *, stop: asyncio.Event
-) -> bool:
-    """Call ``attempt_once`` with backoff until it returns True (ready) or ``stop`` is set."""
-    delay = 0.5
-    while not stop.is_set():
-        if await attempt_once():
-            return True
-        log.warning("waiting for server", server=what, retry_in_s=round(delay, 1))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
-        delay = min(delay * 2, 30.0)
-    return False
-
-
 def run_main(
     name: str,
     settings_cls: type[S],
     serve: Callable[[S, asyncio.Event], Awaitable[int]],
+    *,
+    description: str,
+    argv: Sequence[str] | None = None,
 ) -> int:
-    """Entry point shared by the services: settings, logging, signals, then ``serve``."""
+    """Entry point shared by the services: arguments (``--help``, ``--version``), settings,
+    logging, signals, then ``serve``."""
+    parse_service_args(name, description, settings_cls, argv)
     try:
         settings = load(settings_cls)
     except SettingsError as e:
@@ -313,7 +304,13 @@ def run_main(
     tune_gc()
     if warning := settings.prefetch_warning():
         log.warning("prefetch below batch size", detail=warning)
-    log.info("starting", service=name, prefetch=settings.prefetch(), **asdict(settings.batch()))
+    log.info(
+        "starting",
+        service=name,
+        version=package_version(),
+        prefetch=settings.prefetch(),
+        **asdict(settings.batch()),
+    )
 
     async def _run() -> int:
         stop = asyncio.Event()

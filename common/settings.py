@@ -22,7 +22,7 @@ from common.records import DataType
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["json", "console", "auto"]
 _MAX_PREFETCH = 65535  # AMQP's basic.qos prefetch-count is 16 bits
-_SECRET_FILES = ("AMQP_URL", "NEO4J_PASSWORD", "POSTGRES_DSN", "POSTGRES_PASSWORD")
+SECRET_FILES = ("AMQP_URL", "NEO4J_PASSWORD", "POSTGRES_DSN", "POSTGRES_PASSWORD")
 
 
 class SettingsError(ValueError):
@@ -81,7 +81,7 @@ class BrokerSettings(BaseSettings):
     def _secret_files(cls, values: Any) -> Any:
         if not isinstance(values, dict):
             return values
-        for name in _SECRET_FILES:
+        for name in SECRET_FILES:
             path = os.environ.get(f"{name}_FILE")
             if path and name.lower() not in values:
                 try:

@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import aio_pika
 import structlog
 
+from common.amqp import CONNECT_ERRORS
+from common.cli import add_version, settings_help
+from common.logging import configure_logging
 from common.records import DataType
 from common.settings import SettingsError, redact_url
+from common.waiting import wait_for_server
 from extractor.broker import PublishFailed
 from extractor.download import DownloadOptions, download_dump
 from extractor.dumpindex import DEFAULT_BASE_URL, parse_month
 from extractor.fetch import DownloadError
-from extractor.logs import configure_logging
 from extractor.publish import PublishOptions, UsageError, collect_dumps, publish_dumps
 from extractor.settings import ExtractorSettings, load_settings
 from extractor.xmlparse import DumpError
@@ -48,8 +53,12 @@ def _month(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="extractor", description="Streams the Discogs XML dumps onto RabbitMQ."
+        prog="extractor",
+        description="Streams the Discogs XML dumps onto RabbitMQ.",
+        epilog=settings_help(ExtractorSettings),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_version(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     pub = commands.add_parser("publish", help="publish dump files to the exchanges")
     pub.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="dump files or a folder")
@@ -83,10 +92,38 @@ def _publish(args: argparse.Namespace, settings: ExtractorSettings) -> None:
         confirm_timeout=args.confirm_timeout,
     )
     url = settings.amqp_urls()[0]
-    log.info("broker", url=redact_url(url), prefix=settings.discogs_exchange_prefix)
-    asyncio.run(
-        publish_dumps(dumps, url=url, prefix=settings.discogs_exchange_prefix, options=options)
-    )
+    prefix = settings.discogs_exchange_prefix
+    log.info("broker", url=redact_url(url), prefix=prefix)
+
+    async def run() -> None:
+        if not await _broker_ready(url):
+            raise KeyboardInterrupt
+        await publish_dumps(dumps, url=url, prefix=prefix, options=options)
+
+    asyncio.run(run())
+
+
+async def _broker_ready(url: str) -> bool:
+    """Wait until the broker accepts a connection; False if SIGTERM/SIGINT came first."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+
+    async def attempt() -> bool:
+        try:
+            connection = await aio_pika.connect(url, timeout=10)
+        except CONNECT_ERRORS as e:
+            raise ConnectionError(f"cannot connect to RabbitMQ at {redact_url(url)}: {e}") from e
+        await connection.close()
+        return True
+
+    try:
+        return bool(await wait_for_server("rabbitmq", attempt, errors=CONNECT_ERRORS, stop=stop))
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
 
 
 def _download(args: argparse.Namespace) -> None:
@@ -107,7 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
     except SettingsError as e:
         return _fail(str(e), EXIT_USAGE)
-    configure_logging(settings.log_level, settings.log_format)
+    # Logs go to stderr (stdout is left to what a command prints); configured anew on
+    # every call, since main() may run more than once in a process.
+    configure_logging(settings.log_level, settings.log_format, stream="stderr", cache=False)
     try:
         if args.command == "publish":
             _publish(args, settings)

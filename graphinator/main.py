@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import structlog
 from neo4j import Address, AsyncGraphDatabase
 from neo4j.exceptions import ServiceUnavailable, SessionExpired
 
-from common.service import EXIT_OK, Service, retry_until, run_main
+from common.service import EXIT_OK, Service, run_main
+from common.sink import TransientWriteError
+from common.waiting import wait_for_server
 from graphinator.settings import GraphinatorSettings
 from graphinator.writer import Neo4jWriter
 
 log = structlog.get_logger(__name__)
+# What a Neo4j that is not (yet) there, or still starting, raises.
+_CONNECT_ERRORS = (ServiceUnavailable, SessionExpired, OSError, TransientWriteError)
 
 
 def _resolver(seeds: list[tuple[str, int]]) -> Callable[[Address], Iterable[Address]] | None:
@@ -35,28 +39,27 @@ async def serve(settings: GraphinatorSettings, stop: asyncio.Event) -> int:
     resolver = _resolver(settings.neo4j_seed_hosts())
     extra: dict[str, Any] = {"resolver": resolver} if resolver else {}
     async with AsyncGraphDatabase.driver(settings.neo4j_seed_uri(), auth=auth, **extra) as driver:
-
-        async def ready() -> bool:
-            try:
-                await driver.verify_connectivity()
-            except (ServiceUnavailable, SessionExpired, OSError) as e:
-                log.warning("neo4j not ready", error=str(e))
-                return False
-            return True
-
-        if not await retry_until("neo4j", ready, stop=stop):
-            return EXIT_OK
         writer = Neo4jWriter(
             driver=driver,
             database=settings.neo4j_database,
             purge_veto_fraction=settings.purge_veto_fraction,
         )
-        await writer.setup()
+
+        async def ready() -> bool:
+            await driver.verify_connectivity()
+            await writer.setup()
+            return True
+
+        if not await wait_for_server("neo4j", ready, errors=_CONNECT_ERRORS, stop=stop):
+            return EXIT_OK
         return await Service(name="graphinator", settings=settings, writer=writer).run(stop)
 
 
-def main() -> int:
-    return run_main("graphinator", GraphinatorSettings, serve)
+DESCRIPTION = "Consumes the Discogs records from RabbitMQ into Neo4j, as a graph."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main("graphinator", GraphinatorSettings, serve, description=DESCRIPTION, argv=argv)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def gate_rows(records: Sequence[Record]) -> list[Row]:
         ident = node_id(record.id)
         if ident is None:
             raise ValueError(f"record id {record.id[:40]!r} is not a Discogs id")
-        rows.append({"id": ident, "hash": record.sha256, "version": record.version})
+        rows.append({"id": ident, "hash": record.stored_hash, "version": record.version})
     return sorted(rows, key=lambda row: row["id"])
 
 
@@ -87,7 +87,7 @@ def props_rows(
         if ident is None or ident not in changed:
             continue
         node, seen = changed[ident]
-        base: Row = {"id": ident, "hash": record.sha256, "placeholder": False, "seen": seen}
+        base: Row = {"id": ident, "hash": record.stored_hash, "placeholder": False, "seen": seen}
         extra = _props(data_type, record.data)
         props[ident] = {
             "node": node,

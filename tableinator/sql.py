@@ -313,9 +313,9 @@ def _row(spec: TableSpec, record: Record) -> Row:
         if isinstance(value, str):  # orjson already refused text that is not Unicode
             _check_indexable(record.id, field, value)
     if spec.year_source is None:
-        return (record.id, record.sha256, encoded, record.version)
+        return (record.id, record.stored_hash, encoded, record.version)
     year = release_year(record.data.get(spec.year_source))
-    return (record.id, record.sha256, encoded, record.version, year)
+    return (record.id, record.stored_hash, encoded, record.version, year)
 
 
 def _check_text(record_id: str, field: str, value: str) -> None:

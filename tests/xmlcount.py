@@ -155,3 +155,15 @@ def count(paths: dict[str, Path]) -> Expected:
             exp.complete.setdefault(label, set()).add(ident)
             _PARSERS[data_type](el, exp)
     return exp
+
+
+def children_per_record(path: Path, wrapper: str) -> dict[str, int]:
+    """Per record id: how many child elements its ``wrapper`` element holds, empty ones
+    included (records without the wrapper are absent)."""
+    tag = _TAGS[path.name.split("_")[2].split(".")[0]]
+    out = {}
+    for el in _elements(path, tag):
+        found = el.find(wrapper)
+        if found is not None and len(found):
+            out[str(_record_id(el))] = len(found)
+    return out

@@ -431,7 +431,7 @@ def tally(
         for ident, record in want.items():
             if ident not in have.hashes:
                 lost += 1
-            elif have.hashes[ident] != record.sha256 or not content(record, have.texts[ident]):
+            elif have.hashes[ident] != record.stored_hash or not content(record, have.texts[ident]):
                 mismatched += 1
     return Tally(published, stored, lost, dup + extra_duplicates, mismatched, unexpected)
 

@@ -208,7 +208,7 @@ async def test_sample_load_matches_independent_xml_count(neo4j_driver: AsyncDriv
         )
         stored = {row["id"]: (row["hash"], row["name"]) for row in rows}
         own = {
-            int(r.id): (r.sha256, r.data.get("name", r.data.get("title")))
+            int(r.id): (r.stored_hash, r.data.get("name", r.data.get("title")))
             for r in sample(data_type)
         }
         assert stored == own

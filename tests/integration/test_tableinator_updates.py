@@ -125,7 +125,7 @@ async def loaded_jan(pool: AsyncConnectionPool[Any], **options: Any) -> Postgres
 
 
 def assert_equals_version(rows: dict[str, tuple[Any, ...]], records: Sequence[Record]) -> None:
-    assert {k: v[:2] for k, v in rows.items()} == {r.id: (r.sha256, r.data) for r in records}
+    assert {k: v[:2] for k, v in rows.items()} == {r.id: (r.stored_hash, r.data) for r in records}
 
 
 async def test_update_leaves_exactly_the_new_version_and_rewrites_only_changes(

@@ -109,7 +109,7 @@ async def test_samples_load_exactly_then_only_changes_are_rewritten(
         rows = await rows_of(pool, data_type)
         assert len(rows) == 1000
         for record in sample(data_type):
-            assert rows[record.id][:2] == (record.sha256, record.data)
+            assert rows[record.id][:2] == (record.stored_hash, record.data)
 
     for data_type in ALL_TYPES:
         before = await rows_of(pool, data_type)
@@ -122,7 +122,7 @@ async def test_samples_load_exactly_then_only_changes_are_rewritten(
     result = await writer.write(DataType.RELEASES, [changed, *sample(DataType.RELEASES)[:10]])
     assert (result.written, result.unchanged) == (1, 10)
     after = await rows_of(pool, DataType.RELEASES)
-    assert after[old.id][:2] == (changed.sha256, changed.data)
+    assert after[old.id][:2] == (changed.stored_hash, changed.data)
     assert {k for k in after if after[k] != before[k]} == {old.id}
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
@@ -161,3 +162,141 @@ def test_performance_table_is_copied_from_docs() -> None:
         assert ours.strip() == between(text, PERF_START, PERF_END).strip(), (
             "README's performance table differs from docs/performance.md: copy it over"
         )
+
+
+# --------------------------------------------------------------------------------------
+# The first screen, prerequisites, running a load, and the claims the issue found untrue
+# --------------------------------------------------------------------------------------
+
+COMPOSE = ROOT / "docker-compose.yml"
+NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
+
+
+def compose_services() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    services: dict[str, Any] = loaded["services"]
+    return services
+
+
+def test_the_first_20_lines_say_what_it_is_and_give_the_two_commands() -> None:
+    top = "\n".join(readme().splitlines()[:20])
+    assert "Neo4j" in top
+    assert "PostgreSQL" in top
+    assert "Discogs" in top
+    assert re.search(r"^docker compose up\b", top, flags=re.MULTILINE)
+    assert re.search(r"^DUMP_DIR=\S+ docker compose up\b", top, flags=re.MULTILINE)
+    assert "`make run`" in top
+
+
+def test_prerequisites_name_compose_v2_python_memory_and_disk() -> None:
+    section = between(readme(), "## Prerequisites", "## How it works")
+    assert "Compose v2" in section
+    assert "`docker compose`" in section
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    minimum = re.search(r'requires-python = ">=(\d+\.\d+)"', pyproject)
+    assert minimum is not None
+    assert f"Python {minimum.group(1)}" in section
+    assert re.search(r"\d+ GB of RAM", section)
+    assert "Disk" in section
+
+
+def test_running_a_load_says_when_it_is_done_how_to_stop_and_how_to_open_each_store() -> None:
+    section = between(readme(), "## Running a load", "## Tests")
+    for needed in ("update summary", "docker compose stop", "docker compose down", "psql"):
+        assert needed in section, needed
+    assert "cypher-shell" in section
+    assert "http://127.0.0.1:7474" in section
+
+
+def test_docker_compose_commands_name_services_that_exist() -> None:
+    text = readme()
+    named = set(re.findall(r"docker compose (?:exec|ps -a) ([a-z0-9]+)", text))
+    for group in re.findall(r"docker compose logs ((?:[a-z0-9]+ )+)", text):
+        named.update(group.split())
+    assert {"postgres", "neo4j", "extractor", "graphinator", "tableinator"} <= named
+    services = compose_services()
+    for service in named:
+        assert service in services, f"README runs `docker compose … {service}`"
+
+
+def test_credentials_in_the_commands_are_those_of_the_compose_file() -> None:
+    services = compose_services()
+    pg = services["postgres"]["environment"]
+    user, password = services["neo4j"]["environment"]["NEO4J_AUTH"].split("/")
+    text = readme()
+    assert f"psql -U {pg['POSTGRES_USER']} {pg['POSTGRES_DB']}" in text
+    assert f"cypher-shell -u {user} -p {password}" in text
+    assert f"{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@127.0.0.1:5432" in text
+
+
+def test_the_compose_variables_said_fixed_are_exactly_the_fixed_ones() -> None:
+    said = set(
+        re.findall(
+            r"`([A-Z0-9_]+)`",
+            between(readme(), "<!-- compose-fixed -->", "<!-- /compose-fixed -->"),
+        )
+    )
+    services = compose_services()
+    fixed = set()
+    for name in ("graphinator", "tableinator", "extractor"):
+        for key, value in (services[name].get("environment") or {}).items():
+            if key == "<<":
+                continue
+            if not str(value).startswith("${"):
+                fixed.add(key)
+    anchors = {"AMQP_URL"}  # set in the shared x-amqp block, fixed there
+    assert said == fixed | anchors
+
+
+def test_the_pool_size_in_the_readme_is_the_code_s() -> None:
+    row = tuning_rows()["POSTGRES_MAX_CONCURRENT_FLUSHES"]
+    match = re.search(r"this many plus (\w+)", row[3])
+    assert match is not None
+    settings = TableinatorSettings()
+    extra = settings.pool_size() - settings.postgres_max_concurrent_flushes
+    assert NUMBER_WORDS[match.group(1)] == extra
+
+
+def test_the_extractor_reads_amqp_url_file_as_the_readme_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "The extractor reads `AMQP_URL_FILE`" in readme()
+    secret = tmp_path / "amqp_url"
+    secret.write_text("amqp://u:p@broker:5672/\n")
+    monkeypatch.delenv("AMQP_URL", raising=False)
+    monkeypatch.setenv("AMQP_URL_FILE", str(secret))
+    assert ExtractorSettings().amqp_urls() == ["amqp://u:p@broker:5672/"]
+
+
+def test_the_download_folder_is_ignored_by_git_and_docker() -> None:
+    folders = set(re.findall(r"--dest (\w+)/", readme()))
+    assert folders
+    gitignore = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    dockerignore = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    for folder in folders:
+        assert {folder, f"{folder}/"} & set(gitignore), f".gitignore lacks {folder}/"
+        assert {folder, f"{folder}/"} & set(dockerignore), f".dockerignore lacks {folder}"
+
+
+def test_the_samples_readme_does_not_ask_to_copy_them() -> None:
+    text = (ROOT / "data" / "samples" / "README.md").read_text(encoding="utf-8")
+    assert "copy them into the project" not in text
+
+
+def test_wire_format_gives_the_code_s_message_size_default() -> None:
+    text = (ROOT / "docs" / "wire-format.md").read_text(encoding="utf-8")
+    match = re.search(r"\((\d+) MiB by default\)", text)
+    assert match is not None
+    default = default_of(GraphinatorSettings, "AMQP_MAX_MESSAGE_BYTES")
+    assert int(match.group(1)) * 1024 * 1024 == default
+
+
+def test_log_events_the_readme_names_are_logged_by_the_code() -> None:
+    code = "\n".join(
+        p.read_text(encoding="utf-8")
+        for folder in ("common", "graphinator", "tableinator", "extractor")
+        for p in (ROOT / folder).glob("*.py")
+    )
+    for event in ("waiting for server", "update summary", "file complete", "Batch processed"):
+        assert event in readme()
+        assert f'"{event}"' in code, event

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +17,9 @@ from common.records import DataType
 from extractor.main import main
 from extractor.publish import UsageError, collect_dumps
 
-SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "data" / "samples"
+BIN = ROOT / ".venv" / "bin"
 
 
 @pytest.fixture(autouse=True)
@@ -103,11 +109,35 @@ def test_bad_setting_exits_2_without_the_password(
     assert "s3cret" not in err
 
 
-def test_unreachable_broker_exits_1_with_redacted_url(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("AMQP_URL", "amqp://user:s3cret@127.0.0.1:1/")
-    assert main(["publish", str(SAMPLES)]) == 1
-    err = capsys.readouterr().err
-    assert "extractor: error: cannot connect to RabbitMQ at amqp://user:***@127.0.0.1:1/" in err
-    assert "s3cret" not in err
+def test_an_absent_broker_is_waited_for_until_sigterm() -> None:
+    """The extractor may start before RabbitMQ: it waits, one line per attempt with the
+    redacted URL, and stops at once on SIGTERM."""
+    env = {"PATH": os.environ["PATH"], "AMQP_URL": "amqp://user:s3cret@127.0.0.1:1/"}
+    env["LOG_FORMAT"] = "json"
+    proc = subprocess.Popen(
+        [str(BIN / "extractor"), "publish", str(SAMPLES)],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline().decode()
+        while "waiting for server" not in first and first:
+            assert json.loads(first)["event"] == "broker"  # one line per attempt, no other
+            first = proc.stderr.readline().decode()
+        line = json.loads(first)
+        assert line["server"] == "rabbitmq"
+        assert "amqp://user:***@127.0.0.1:1/" in line["error"]
+        assert line["retry_in_s"] > 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 130
+        rest = proc.stderr.read().decode()
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()  # type: ignore[union-attr]
+    assert "s3cret" not in first + rest
+    *logged, last = rest.splitlines()
+    assert all(json.loads(text) for text in logged)
+    assert last == "extractor: error: interrupted"  # the exit status's one line

@@ -64,8 +64,13 @@ def test_label_with_parent_label() -> None:
     label = by_id(DataType.LABELS)["5"].data
     assert label["name"] == "Svek"
     assert label["parentLabel"] == {"id": "4711", "name": "Goldhead Music"}
-    # The sample's labels list no sublabels; nested <label> elements must not be records.
-    assert not any("sublabels" in r.data for r in iter_records(sample(DataType.LABELS)))
+    # The sample's sublabels are all empty <label/> elements: kept in place, as {}, and
+    # nested <label> elements must not be records.
+    records = list(iter_records(sample(DataType.LABELS)))
+    sublabels = [s for r in records for s in r.data.get("sublabels", [])]
+    assert sublabels
+    assert all(s == {} for s in sublabels)
+    assert len(records) == 1000
 
 
 def test_master_year_is_an_int() -> None:

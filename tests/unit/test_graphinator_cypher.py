@@ -176,10 +176,10 @@ def test_release_node_row() -> None:
         master_id={"#text": "9", "@is_main_release": "true"},
         notes="not in the graph",
     )
-    assert gate_rows([record]) == [{"id": 5, "hash": record.sha256, "version": None}]
+    assert gate_rows([record]) == [{"id": 5, "hash": record.stored_hash, "version": None}]
     assert props(DataType.RELEASES, record, seen="20260101") == {
         "id": 5,
-        "hash": record.sha256,
+        "hash": record.stored_hash,
         "placeholder": False,
         "seen": "20260101",
         "title": "T",
@@ -205,7 +205,11 @@ def test_release_year(released: str | None, year: int | None) -> None:
 def test_minimal_records_have_only_the_base_properties() -> None:
     for data_type in DataType:
         record = rec(data_type, 3)
-        assert props(data_type, record) == {"id": 3, "hash": record.sha256, "placeholder": False}
+        assert props(data_type, record) == {
+            "id": 3,
+            "hash": record.stored_hash,
+            "placeholder": False,
+        }
         assert links(data_type, record) == []
         assert removal_statements(data_type, [3]) == [
             Statement(q, [{"id": 3}], targets=True) for q in cypher.PLANS[data_type].owned

@@ -384,7 +384,7 @@ def test_reference_normalised_release_with_descriptions_wrapper() -> None:
         (A, "members", {"name": ["John", "Paul"]}, [{"name": "John"}, {"name": "Paul"}]),
         (A, "groups", {"name": {"@id": "200", "#text": "Wings"}}, [{"id": "200", "name": "Wings"}]),
         (A, "urls", {"url": "http://a"}, ["http://a"]),
-        (A, "urls", {"url": ["http://a", None, "", "http://b"]}, ["http://a", "http://b"]),
+        (A, "urls", {"url": ["http://a", None, "", "http://b"]}, ["http://a", "", "", "http://b"]),
         (A, "namevariations", {"name": "Beatles"}, ["Beatles"]),
         (
             L,
@@ -392,7 +392,7 @@ def test_reference_normalised_release_with_descriptions_wrapper() -> None:
             {"label": {"@id": "10", "#text": "Parlophone"}},
             [{"id": "10", "name": "Parlophone"}],
         ),
-        (L, "sublabels", {"label": [None, None]}, None),
+        (L, "sublabels", {"label": [None, None]}, [{}, {}]),
         (
             L,
             "parentLabel",
@@ -621,20 +621,21 @@ def test_sample_records_are_clean(sample: tuple[DataType, list[dict[str, Any]]])
     assert len(ids) == len(raws)
 
 
-def _assert_clean(value: object) -> None:
-    """No empties, no XML prefixes and no wrapper objects left anywhere."""
+def _assert_clean(value: object, *, item: bool = False) -> None:
+    """No empty fields, no XML prefixes and no wrapper objects left anywhere (an item of a
+    list may be empty: an empty element keeps its place)."""
     if isinstance(value, dict):
-        assert value
+        assert value or item
         for k, v in value.items():
             assert not k.startswith(("@", "#")), k
             _assert_clean(v)
     elif isinstance(value, list):
         assert value
         for v in value:
-            _assert_clean(v)
+            _assert_clean(v, item=True)
     else:
         assert value is not None
-        assert value != ""
+        assert value != "" or item
 
 
 # --------------------------------------------------------------------------------------
@@ -806,23 +807,41 @@ def test_empty_optional_field_is_dropped(data_type: DataType, key: str, empty: o
         (R, "images", "image"),
     ],
 )
+def test_empty_wrapper_is_dropped(data_type: DataType, key: str, wrapper: str) -> None:
+    for empty in (None, "", {}, [], {wrapper: []}):
+        assert key not in norm(data_type, {"id": "1", key: empty})
+
+
 @pytest.mark.parametrize(
-    "child",
-    [None, "", [], {}, [None], [None, ""], [{}]],
-    ids=[
-        "null",
-        "empty-string",
-        "empty-list",
-        "empty-object",
-        "list-of-null",
-        "nulls",
-        "list-of-empty",
+    ("data_type", "key", "wrapper"),
+    [
+        (A, "urls", "url"),
+        (A, "aliases", "name"),
+        (L, "sublabels", "label"),
+        (M, "genres", "genre"),
+        (R, "tracklist", "track"),
+        (R, "labels", "label"),
     ],
 )
-def test_empty_wrapper_is_dropped(
-    data_type: DataType, key: str, wrapper: str, child: object
+@pytest.mark.parametrize(
+    ("children", "count"),
+    [(None, 1), ("", 1), ({}, 1), ([None], 1), ([None, ""], 2), ([{}, None, {}], 3)],
+    ids=["null", "empty-string", "empty-object", "list-of-null", "nulls", "list-of-empty"],
+)
+def test_empty_children_keep_their_places(
+    data_type: DataType, key: str, wrapper: str, children: object, count: int
 ) -> None:
-    assert key not in norm(data_type, {"id": "1", key: {wrapper: child}})
+    """An empty element in a wrapper is an item: ``""`` in a text list, else ``{}``."""
+    data = norm(data_type, {"id": "1", key: {wrapper: children}})
+    empty = "" if key in ("urls", "genres") else {}
+    assert data[key] == [empty] * count
+    assert norm(data_type, data) == data
+
+
+def test_an_empty_item_keeps_its_position_among_others() -> None:
+    raw = {"track": [{"title": "One"}, {"position": None, "title": None}, {"title": "Three"}]}
+    data = norm(R, {"id": "1", "tracklist": raw})
+    assert data["tracklist"] == [{"title": "One"}, {}, {"title": "Three"}]
 
 
 @pytest.mark.parametrize(
@@ -843,11 +862,11 @@ def test_empty_nested_fields_are_dropped(key: str, value: list[dict[str, Any]]) 
     assert all(v not in (None, "", [], {}) for v in item.values())
 
 
-def test_objects_that_empty_out_are_dropped() -> None:
+def test_fields_that_empty_out_are_dropped_list_items_are_kept() -> None:
     data = norm(
         R, {"id": "1", "artists": [{"anv": None}, {"name": "A"}], "extra": {"a": {"b": None}}}
     )
-    assert data == {"id": "1", "artists": [{"name": "A"}]}
+    assert data == {"id": "1", "artists": [{}, {"name": "A"}]}
 
 
 def test_nested_empty_lists_are_dropped_idempotently() -> None:

@@ -259,7 +259,7 @@ def test_rows_carry_id_hash_and_the_whole_record_as_json() -> None:
     record = normalise(DataType.ARTISTS, {"id": 7, "name": "A", "urls": ["u"]})
     [row] = sql.build_rows(sql.SPECS[DataType.ARTISTS], [record])
     assert len(row) == 4
-    assert row[:2] == ("7", record.sha256)
+    assert row[:2] == ("7", record.stored_hash)
     assert isinstance(row[2], bytes)
     assert orjson.loads(row[2]) == record.data
     assert row[3] is None  # no version given
