@@ -137,11 +137,14 @@ def _unflag(label: str, pattern: str, rel: str, flag: str, other: str) -> str:
 
 # A referenced node that has no record yet is a placeholder: it keeps the smallest name
 # any reference gave it (so the result does not depend on arrival order) until its
-# record completes it. A complete node is left as it is.
+# record completes it. A complete node is left as it is, unwritten: a write would lock
+# it, and popular nodes locked that way by concurrent batches deadlocked on the edges
+# a changed record's removal had left locked. (The conditional write makes the planner
+# finish the MERGEs before the edges, as the placeholders statement used to.)
 _PLACEHOLDER = (
-    "ON CREATE SET t.placeholder = true, t.name = row.name "
-    "ON MATCH SET t.name = CASE WHEN t.placeholder AND row.name IS NOT NULL "
-    "AND (t.name IS NULL OR row.name < t.name) THEN row.name ELSE t.name END "
+    "ON CREATE SET t.placeholder = true, t.name = row.name WITH t, row "
+    "FOREACH (_ IN CASE WHEN t.placeholder AND row.name IS NOT NULL "
+    "AND (t.name IS NULL OR row.name < t.name) THEN [1] ELSE [] END | SET t.name = row.name) "
 )
 
 
