@@ -10,7 +10,7 @@
 - **decode**: parsing, normalising and hashing the same message bodies on one core.
 
 Where ours falls short of a target, these say which stage's cost, added up on the
-machine's cores, leaves no room for it (docs/performance.md, "What bounds each consumer").
+machine's cores, leaves no room for it (docs/performance.md, "What bounds each case").
 """
 
 from __future__ import annotations
