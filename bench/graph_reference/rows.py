@@ -1,5 +1,6 @@
 """REFERENCE ONLY: graphinator/rows.py frozen as it was on main at 275787c (see
-:mod:`bench.graph_reference.cypher`).
+:mod:`bench.graph_reference.cypher`); the id, text and property mapping, unchanged since,
+is imported.
 
 graphinator's parameter rows: records turned into the ``$rows`` of the statements in
 :mod:`graphinator.cypher`. Pure: no I/O.
@@ -14,67 +15,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.graph_reference.cypher import (
-    ARTIST,
-    GENRE,
-    LABEL,
-    MASTER,
-    NODE_LABEL,
-    PLACEHOLDER,
-    PLANS,
-    STYLE,
-    TAG,
-)
-from common.records import DataType, Record, release_year
-
-Row = dict[str, Any]
-_MAX_ID = 2**63 - 1
-
-
-@dataclass(frozen=True, slots=True)
-class Statement:
-    query: str
-    rows: list[Row]
-    targets: bool = False  # returns the former targets of removed edges (column ``t``)
-
-
-def node_id(value: object) -> int | None:
-    """A Discogs id as stored in the graph (an integer), or None if ``value`` is not one.
-
-    ``0`` is None: Discogs uses it for a credit that links to no artist page.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        return None
-    text = str(value).strip()
-    if not text.isascii() or not text.isdigit():
-        return None
-    number = int(text)
-    return number if 0 < number <= _MAX_ID else None
-
-
-def text(value: object) -> str | None:
-    """A scalar field as text; None for absent, empty or non-scalar values."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return str(value)
-    return value if isinstance(value, str) and value else None
-
-
-def texts(value: object) -> list[str]:
-    """A list of text values, empty ones dropped and duplicates removed (first kept)."""
-    items = value if isinstance(value, list) else []
-    return list(dict.fromkeys(t for item in items if (t := text(item)) is not None))
-
-
-def refs(value: object) -> list[tuple[int, str | None]]:
-    """``(id, name)`` of the reference objects in a list (or a single one) having an id."""
-    items = value if isinstance(value, list) else [value]
-    out = []
-    for item in items:
-        if isinstance(item, dict) and (ref := node_id(item.get("id"))) is not None:
-            out.append((ref, text(item.get("name"))))
-    return out
+from bench.graph_reference.cypher import PLACEHOLDER, PLANS, TAG
+from common.records import DataType, Record
+from graphinator.cypher import ARTIST, GENRE, LABEL, MASTER, NODE_LABEL, STYLE
+from graphinator.rows import Row, Statement, _props, node_id, refs, text, texts
 
 
 def node_rows(data_type: DataType, records: Sequence[Record]) -> list[Row]:
@@ -89,32 +33,6 @@ def node_rows(data_type: DataType, records: Sequence[Record]) -> list[Row]:
         props = base | extra
         rows.append({"id": ident, "hash": record.sha256, "version": record.version, "props": props})
     return sorted(rows, key=lambda row: row["id"])
-
-
-_TEXT_FIELDS: dict[DataType, tuple[str, ...]] = {
-    DataType.RELEASES: ("title", "released", "country", "data_quality", "status"),
-    DataType.MASTERS: ("title", "data_quality"),
-    DataType.ARTISTS: ("name", "realname", "data_quality"),
-    DataType.LABELS: ("name", "data_quality"),
-}
-
-
-def _props(data_type: DataType, d: dict[str, Any]) -> Row:
-    """The node properties of a record (see docs/graph-model.md), None where absent."""
-    props: Row = {key: text(d.get(key)) for key in _TEXT_FIELDS[data_type]}
-    if data_type is DataType.RELEASES:
-        formats = d.get("formats")
-        names = [f.get("name") for f in formats if isinstance(f, dict)] if formats else []
-        main = d.get("is_main_release")
-        props["year"] = release_year(d.get("released"))
-        props["formats"] = texts(names)
-        props["is_main_release"] = main if isinstance(main, bool) else None
-    elif data_type is DataType.MASTERS:
-        props["year"] = release_year(d.get("year"))
-        props["main_release"] = node_id(d.get("main_release"))
-    elif data_type is DataType.ARTISTS:
-        props["namevariations"] = texts(d.get("namevariations"))
-    return props
 
 
 @dataclass
