@@ -35,7 +35,7 @@ from common.records import DataType, Record
 from extractor.envelopes import batch_body, data_body
 from graphinator.cypher import SELF_LINKED
 from graphinator.writer import Neo4jWriter
-from tableinator.sql import slim_record
+from tableinator.rows import slim_record
 from tableinator.writer import PostgresWriter
 
 BATCH = 500

@@ -13,8 +13,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from common.service import EXIT_OK, Service, run_main
 from common.sink import TransientWriteError
 from common.waiting import wait_for_server
+from tableinator.rows import slim_record
 from tableinator.settings import TableinatorSettings
-from tableinator.sql import slim_record
 from tableinator.writer import PostgresWriter
 
 log = structlog.get_logger(__name__)

@@ -28,6 +28,7 @@ from common.messages import ExtractionComplete, FileComplete
 from common.purge import DEFAULT_VETO_FRACTION
 from common.records import DataType, Record
 from common.sink import WriteResult
+from tableinator import rows as copy_rows
 from tableinator import sql, updates
 from tableinator.purger import Purger
 
@@ -87,7 +88,7 @@ class PostgresWriter:
         rewritten. ``added`` counts the written rows that are new ids.
         """
         spec = sql.SPECS[data_type]
-        rows = sql.build_rows(spec, records)  # before taking a connection: may reject
+        rows = copy_rows.build_rows(spec, records)  # before taking a connection: may reject
         if not rows:
             return WriteResult(written=0, unchanged=0)
         async with self._transaction() as cur:

@@ -20,6 +20,7 @@ from common.normalise import normalise
 from common.records import DataType, Record, release_year
 from common.sink import BatchRejected, TransientWriteError
 from extractor.xmlparse import DumpFile, iter_records
+from tableinator import rows as copy_rows
 from tableinator import sql
 from tableinator.writer import PostgresWriter
 
@@ -212,7 +213,7 @@ async def test_longest_accepted_indexed_text_fits_every_index(
     assert await secondary_indexes(pool, DataType.RELEASES) == all_indexes(DataType.RELEASES)
     rng = random.Random(7)
     noise = "".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(600))  # incompressible
-    assert len(noise.encode()) == sql.MAX_INDEXED_TEXT_BYTES
+    assert len(noise.encode()) == copy_rows.MAX_INDEXED_TEXT_BYTES
     dotted = "\u0130" * 600  # 1,200 bytes; lower() makes it 1,800
     result = await writer.write(
         DataType.RELEASES, [release("1", title=noise), release("2", title=dotted, country=noise)]
@@ -382,7 +383,7 @@ async def test_merge_probes_the_primary_key_even_with_fresh_statistics(
         await cur.execute(sql.create_stage(spec))
         async with cur.copy(sql.copy_stage(spec)) as copy:
             copy.set_types(spec.copy_types)
-            for row in sql.build_rows(spec, sample(DataType.RELEASES)):
+            for row in copy_rows.build_rows(spec, sample(DataType.RELEASES)):
                 await copy.write_row(row)
         await cur.execute(psql.SQL("EXPLAIN ") + sql.merge(spec))
         plan = "\n".join(row[0] for row in await cur.fetchall())

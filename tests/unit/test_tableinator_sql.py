@@ -14,6 +14,7 @@ from psycopg_pool import PoolClosed, PoolTimeout
 from common.normalise import normalise
 from common.records import DataType, Record
 from common.sink import BatchRejected, TransientWriteError
+from tableinator import rows as copy_rows
 from tableinator import sql, updates
 
 
@@ -257,7 +258,7 @@ def test_merge_parses_and_rewrites_only_changed_rows_never_newer_ones() -> None:
 
 def test_rows_carry_id_hash_and_the_whole_record_as_json() -> None:
     record = normalise(DataType.ARTISTS, {"id": 7, "name": "A", "urls": ["u"]})
-    [row] = sql.build_rows(sql.SPECS[DataType.ARTISTS], [record])
+    [row] = copy_rows.build_rows(sql.SPECS[DataType.ARTISTS], [record])
     assert len(row) == 4
     assert row[:2] == ("7", record.stored_hash)
     assert isinstance(row[2], bytes)
@@ -268,17 +269,17 @@ def test_rows_carry_id_hash_and_the_whole_record_as_json() -> None:
 def test_rows_reuse_the_normalisers_serialisation_and_encode_records_without_one() -> None:
     record = normalise(DataType.ARTISTS, {"id": 7, "name": "A", "profile": "p"})
     assert record.encoded is not None
-    [row] = sql.build_rows(sql.SPECS[DataType.ARTISTS], [record])
+    [row] = copy_rows.build_rows(sql.SPECS[DataType.ARTISTS], [record])
     assert row[2] is record.encoded
     bare = Record(id="7", sha256=record.sha256, data=record.data)
-    [row] = sql.build_rows(sql.SPECS[DataType.ARTISTS], [bare])
+    [row] = copy_rows.build_rows(sql.SPECS[DataType.ARTISTS], [bare])
     assert orjson.loads(row[2]) == record.data
 
 
 def test_slim_records_keep_what_the_writer_reads_and_give_the_same_rows() -> None:
     whole = release("9", title="T", country="UK", released="1999-02-00", notes="n" * 500)
     whole = replace(whole, version="20260101")
-    slim = sql.slim_record(DataType.RELEASES, whole)
+    slim = copy_rows.slim_record(DataType.RELEASES, whole)
     assert slim.data == {"title": "T", "country": "UK", "released": "1999-02-00"}
     assert (slim.id, slim.sha256, slim.version, slim.encoded) == (
         whole.id,
@@ -287,16 +288,16 @@ def test_slim_records_keep_what_the_writer_reads_and_give_the_same_rows() -> Non
         whole.encoded,
     )
     spec = sql.SPECS[DataType.RELEASES]
-    assert sql.build_rows(spec, [slim]) == sql.build_rows(spec, [whole])
+    assert copy_rows.build_rows(spec, [slim]) == copy_rows.build_rows(spec, [whole])
     artist = normalise(DataType.ARTISTS, {"id": 1, "name": "N", "profile": "p"})
-    assert sql.slim_record(DataType.ARTISTS, artist).data == {"name": "N"}
+    assert copy_rows.slim_record(DataType.ARTISTS, artist).data == {"name": "N"}
     bare = Record(id="1", sha256="h", data={"name": "N", "profile": "p"})
-    assert sql.slim_record(DataType.ARTISTS, bare) is bare  # no canonical JSON: kept whole
+    assert copy_rows.slim_record(DataType.ARTISTS, bare) is bare  # no canonical JSON: kept whole
 
 
 def test_rows_carry_the_dump_version() -> None:
     record = replace(release("8", title="t", released="1999"), version="20260201")
-    [row] = sql.build_rows(sql.SPECS[DataType.RELEASES], [record])
+    [row] = copy_rows.build_rows(sql.SPECS[DataType.RELEASES], [record])
     assert row[3:] == ("20260201", 1999)
 
 
@@ -304,7 +305,7 @@ def test_rows_carry_the_dump_version() -> None:
 def test_version_that_is_not_a_dump_date_rejects_naming_the_record(version: str) -> None:
     record = replace(release("8", title="t"), version=version)
     with pytest.raises(BatchRejected, match=r"record 8: version .* is not YYYYMMDD"):
-        sql.build_rows(sql.SPECS[DataType.RELEASES], [record])
+        copy_rows.build_rows(sql.SPECS[DataType.RELEASES], [record])
 
 
 @pytest.mark.parametrize(
@@ -313,7 +314,7 @@ def test_version_that_is_not_a_dump_date_rejects_naming_the_record(version: str)
 )
 def test_release_year_is_derived_from_released(released: str | None, year: int | None) -> None:
     record = release(title="t", released=released)
-    [row] = sql.build_rows(sql.SPECS[DataType.RELEASES], [record])
+    [row] = copy_rows.build_rows(sql.SPECS[DataType.RELEASES], [record])
     assert len(row) == 5
     assert row[4] == year
 
@@ -321,23 +322,23 @@ def test_release_year_is_derived_from_released(released: str | None, year: int |
 @pytest.mark.parametrize(("given", "year"), [(1969, 1969), ("1969", 1969), (None, None)])
 def test_master_year_is_taken_from_year(given: object, year: int | None) -> None:
     record = normalise(DataType.MASTERS, {"id": "1", "title": "t", "year": given})
-    [row] = sql.build_rows(sql.SPECS[DataType.MASTERS], [record])
+    [row] = copy_rows.build_rows(sql.SPECS[DataType.MASTERS], [record])
     assert len(row) == 5
     assert row[4] == year
 
 
 def test_no_records_no_rows() -> None:
-    assert sql.build_rows(sql.SPECS[DataType.LABELS], []) == []
+    assert copy_rows.build_rows(sql.SPECS[DataType.LABELS], []) == []
 
 
 def test_duplicate_ids_keep_the_later_record() -> None:
     records = [release("1", title="a"), release("2", title="b"), release("1", title="c")]
-    rows = sql.build_rows(sql.SPECS[DataType.RELEASES], records)
+    rows = copy_rows.build_rows(sql.SPECS[DataType.RELEASES], records)
     assert [(row[0], orjson.loads(row[2])["title"]) for row in rows] == [("1", "c"), ("2", "b")]
 
 
 def test_integer_and_string_ids_are_one_row() -> None:
-    rows = sql.build_rows(
+    rows = copy_rows.build_rows(
         sql.SPECS[DataType.RELEASES], [release(123, title="a"), release("123", title="b")]
     )
     assert [row[0] for row in rows] == ["123"]
@@ -354,13 +355,13 @@ def test_integer_and_string_ids_are_one_row() -> None:
 def test_unencodable_data_rejects_naming_the_record(data: dict[str, object]) -> None:
     good = release("1", title="fine")
     with pytest.raises(BatchRejected, match="record 9: data cannot be encoded as JSON"):
-        sql.build_rows(sql.SPECS[DataType.RELEASES], [good, Record("9", "h", data)])
+        copy_rows.build_rows(sql.SPECS[DataType.RELEASES], [good, Record("9", "h", data)])
 
 
 def test_hash_that_is_not_unicode_rejects_naming_the_record() -> None:
     bad = Record("5", "ab\ud800", {"id": "5"})
     with pytest.raises(BatchRejected, match="record 5: sha256 is not valid Unicode"):
-        sql.build_rows(sql.SPECS[DataType.ARTISTS], [bad])
+        copy_rows.build_rows(sql.SPECS[DataType.ARTISTS], [bad])
 
 
 @pytest.mark.parametrize(
@@ -375,24 +376,24 @@ def test_hash_that_is_not_unicode_rejects_naming_the_record() -> None:
 )
 def test_indexed_text_longer_than_an_index_entry_rejects(data_type: DataType, field: str) -> None:
     spec = sql.SPECS[data_type]
-    limit = "é" * (sql.MAX_INDEXED_TEXT_BYTES // 2)
+    limit = "é" * (copy_rows.MAX_INDEXED_TEXT_BYTES // 2)
     ok = Record("1", "h", {"id": "1", field: limit})
-    assert len(sql.build_rows(spec, [ok])) == 1
+    assert len(copy_rows.build_rows(spec, [ok])) == 1
     too_long = Record("2", "h", {"id": "2", field: limit + "x"})
     with pytest.raises(BatchRejected, match=f"record 2: {field} is 1801 bytes"):
-        sql.build_rows(spec, [too_long])
+        copy_rows.build_rows(spec, [too_long])
 
 
 def test_indexed_text_is_measured_after_lower_too() -> None:
     spec = sql.SPECS[DataType.ARTISTS]
     dotted = "\u0130" * 601  # 1,202 bytes; lower() gives 1,803
     with pytest.raises(BatchRejected, match="name is 1803 bytes"):
-        sql.build_rows(spec, [Record("3", "h", {"id": "3", "name": dotted})])
+        copy_rows.build_rows(spec, [Record("3", "h", {"id": "3", "name": dotted})])
 
 
 def test_long_text_outside_indexes_and_non_text_values_are_fine() -> None:
     record = release("4", title=12345, notes="n" * 100_000, country="Sweden")
-    [row] = sql.build_rows(sql.SPECS[DataType.RELEASES], [record])
+    [row] = copy_rows.build_rows(sql.SPECS[DataType.RELEASES], [record])
     assert orjson.loads(row[2]) == record.data
 
 
