@@ -63,7 +63,7 @@ def neo4j_pids() -> list[int]:
     return pids
 
 
-def _cpu_s(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -78,11 +78,11 @@ async def _load(write: Write, data_type: DataType, records: list[Record]) -> dic
             await write(data_type, chunk)
 
     pids = neo4j_pids()
-    server0, own0, wall0 = sum(map(_cpu_s, pids)), time.process_time(), time.perf_counter()
+    server0, own0, wall0 = sum(map(cpu_seconds, pids)), time.process_time(), time.perf_counter()
     chunks = [records[i : i + BATCH] for i in range(0, len(records), BATCH)]
     await asyncio.gather(*(one(chunk) for chunk in chunks))
     wall = time.perf_counter() - wall0
-    server, own = sum(map(_cpu_s, pids)) - server0, time.process_time() - own0
+    server, own = sum(map(cpu_seconds, pids)) - server0, time.process_time() - own0
     n = len(records)
     return {
         "server_us": round(server / n * 1e6, 1),

@@ -95,7 +95,7 @@ def _generated(data_type: DataType, n: int, seed: int, first_id: int) -> tuple[R
     return tuple(generate(data_type, n, seed=seed, first_id=first_id, id_space=n))
 
 
-def _health(port: int) -> dict[str, object] | None:
+def health(port: int) -> dict[str, object] | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
             return json.loads(r.read())  # type: ignore[no-any-return]
@@ -212,7 +212,7 @@ def run_consumer(
     done, committed = False, 0
     try:
         while time.monotonic() - started < limit_s and proc.poll() is None:
-            h = _health(port)
+            h = health(port)
             if h:
                 stats = h["types"][data_type.value]  # type: ignore[index]
                 committed = stats["written"] + stats["unchanged"]
@@ -297,7 +297,7 @@ def run_replicas(
         while time.monotonic() - started < limit_s and committed < expected:
             counts = []
             for i in range(replicas):
-                h = _health(first_port + i)
+                h = health(first_port + i)
                 stats = h["types"][data_type.value] if h else {}  # type: ignore[index]
                 counts.append(stats.get("written", 0) + stats.get("unchanged", 0))
             committed = sum(counts)

@@ -34,12 +34,19 @@ def _resolver(seeds: list[tuple[str, int]]) -> Callable[[Address], Iterable[Addr
     return resolve
 
 
-async def serve(settings: GraphinatorSettings, stop: asyncio.Event) -> int:
+async def serve(
+    settings: GraphinatorSettings,
+    stop: asyncio.Event,
+    *,
+    make_writer: Callable[..., Neo4jWriter] = Neo4jWriter,
+) -> int:
+    """Run graphinator until ``stop``; ``make_writer`` builds the writer (the bench runs
+    the frozen reference statements through the same service)."""
     auth = (settings.neo4j_username, settings.neo4j_password.get_secret_value())
     resolver = _resolver(settings.neo4j_seed_hosts())
     extra: dict[str, Any] = {"resolver": resolver} if resolver else {}
     async with AsyncGraphDatabase.driver(settings.neo4j_seed_uri(), auth=auth, **extra) as driver:
-        writer = Neo4jWriter(
+        writer = make_writer(
             driver=driver,
             database=settings.neo4j_database,
             purge_veto_fraction=settings.purge_veto_fraction,

@@ -10,7 +10,9 @@ from neo4j import AsyncDriver, AsyncManagedTransaction
 
 from bench.graph_reference import cypher, rows
 from common.records import DataType, Record
+from common.sink import WriteResult
 from graphinator.errors import execute_write
+from graphinator.writer import Neo4jWriter
 
 
 async def write_batch(tx: Any, data_type: DataType, records: Sequence[Record]) -> int:
@@ -43,3 +45,24 @@ class ReferenceWriter:
             return await write_batch(tx, data_type, records)
 
         return await execute_write(self._driver, "neo4j", data_type, work)
+
+
+class ReferenceNeo4jWriter(Neo4jWriter):
+    """graphinator's writer with the reference batch write, for the service the drain
+    bench runs (``python -m bench.graph_reference.service``); setup, file_complete and the
+    purge are today's."""
+
+    def __init__(self, *, driver: AsyncDriver, database: str = "neo4j", **options: Any) -> None:
+        super().__init__(driver=driver, database=database, **options)
+        self._reference = (driver, database)
+
+    async def write(self, data_type: DataType, records: Sequence[Record]) -> WriteResult:
+        if not records:
+            return WriteResult(written=0, unchanged=0)
+
+        async def work(tx: AsyncManagedTransaction) -> int:
+            return await write_batch(tx, data_type, records)
+
+        driver, database = self._reference
+        written = await execute_write(driver, database, data_type, work)
+        return WriteResult(written=written, unchanged=len(records) - written)
