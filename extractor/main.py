@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--batch-size", type=_positive, default=500, help="records per message")
     mode.add_argument("--single", action="store_true", help="one record per message")
     pub.add_argument(
+        "--max-message-bytes",
+        type=_positive,
+        help="a batch message closes at this size (default: EXTRACTOR_MAX_MESSAGE_BYTES, 8 MiB)",
+    )
+    pub.add_argument(
         "--max-in-flight", type=_positive, default=512, help="unconfirmed messages at most"
     )
     pub.add_argument(
@@ -76,9 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _publish(args: argparse.Namespace, settings: ExtractorSettings) -> None:
     dumps = collect_dumps(args.paths)
+    max_bytes = args.max_message_bytes or settings.extractor_max_message_bytes
+    if max_bytes > settings.amqp_max_message_bytes:
+        raise UsageError(
+            f"--max-message-bytes {max_bytes} is above AMQP_MAX_MESSAGE_BYTES "
+            f"({settings.amqp_max_message_bytes}), the largest message the consumers accept"
+        )
     options = PublishOptions(
         batch_size=args.batch_size,
         single=args.single,
+        max_message_bytes=max_bytes,
+        message_limit=settings.amqp_max_message_bytes,
         max_in_flight=args.max_in_flight,
         confirm_timeout=args.confirm_timeout,
     )

@@ -18,14 +18,10 @@ from typing import IO
 
 import structlog
 
-from common.records import DataType
+from common.records import DataType, Record
 from extractor.broker import ConfirmingPublisher
-from extractor.envelopes import (
-    batch_body,
-    data_body,
-    extraction_complete_body,
-    file_complete_body,
-)
+from extractor.envelopes import extraction_complete_body, file_complete_body
+from extractor.packing import DEFAULT_LIMIT, DEFAULT_MAX_MESSAGE_BYTES, Packing, Where, pack
 from extractor.progress import reporter
 from extractor.source import ChunkReader, Encoder
 from extractor.xmlparse import DumpError, DumpFile
@@ -44,10 +40,17 @@ class UsageError(ValueError):
 class PublishOptions:
     batch_size: int = 500
     single: bool = False
+    # A batch message closes at batch_size records or max_message_bytes, whichever first.
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # The largest message the consumers accept (their AMQP_MAX_MESSAGE_BYTES).
+    message_limit: int = DEFAULT_LIMIT
     max_in_flight: int = 512
     max_in_flight_bytes: int = 64 * 1024 * 1024
     confirm_timeout: float = 120.0
     progress_every: int = 100_000
+
+    def packing(self) -> Packing:
+        return Packing(self.single, self.batch_size, self.max_message_bytes, self.message_limit)
 
 
 def collect_dumps(paths: Sequence[Path]) -> list[DumpFile]:
@@ -169,7 +172,10 @@ async def publish_file(
 
 
 def _encoding(dump: DumpFile, options: PublishOptions) -> tuple[int, Encoder]:
-    data_type, version = dump.data_type, dump.version
-    if options.single:
-        return _SINGLE_CHUNK, lambda records: [data_body(version, r) for r in records]
-    return options.batch_size, lambda records: [batch_body(data_type, version, records)]
+    packing = options.packing()
+
+    def encode(records: list[Record], first: int) -> list[bytes]:
+        where = Where(str(dump.path), first)
+        return pack(dump.data_type, dump.version, records, packing, where)
+
+    return (_SINGLE_CHUNK if options.single else options.batch_size), encode

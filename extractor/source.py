@@ -19,9 +19,11 @@ from dataclasses import dataclass
 
 from common.lifecycle import AsyncResource
 from common.records import Record
+from extractor.packing import RecordTooLarge
 from extractor.xmlparse import DumpError, DumpFile, Progress, iter_records
 
-Encoder = Callable[[list[Record]], list[bytes]]
+# Message bodies of consecutive records; the int is the number of the first (from 1).
+Encoder = Callable[[list[Record], int], list[bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,7 @@ class ChunkReader(AsyncResource):
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dump-reader")
         self._pending: asyncio.Future[Chunk | None] | None = None
         self._broken: DumpError | None = None
+        self._taken = 0
         self._closed = False
 
     async def next(self) -> Chunk | None:
@@ -99,4 +102,12 @@ class ChunkReader(AsyncResource):
         if not records:
             return None
         fraction = self._progress[0].fraction if self._progress else 0.0
-        return Chunk(self._encode(records), len(records), fraction)
+        first, self._taken = self._taken + 1, self._taken + len(records)
+        try:
+            bodies = self._encode(records, first)
+        except RecordTooLarge as e:
+            if not e.before:
+                raise
+            self._broken = e  # the records before it in this chunk still go
+            return Chunk(e.before, e.records_before, fraction)
+        return Chunk(bodies, len(records), fraction)

@@ -111,3 +111,18 @@ def test_unreachable_broker_exits_1_with_redacted_url(
     err = capsys.readouterr().err
     assert "extractor: error: cannot connect to RabbitMQ at amqp://user:***@127.0.0.1:1/" in err
     assert "s3cret" not in err
+
+
+def test_a_message_cap_above_the_consumers_limit_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AMQP_MAX_MESSAGE_BYTES", "10000000")
+    assert main(["publish", str(SAMPLES), "--max-message-bytes", "12000000"]) == 2
+    monkeypatch.setenv("EXTRACTOR_MAX_MESSAGE_BYTES", "11000000")
+    assert main(["publish", str(SAMPLES)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (
+        "extractor: error: --max-message-bytes 12000000 is above AMQP_MAX_MESSAGE_BYTES "
+        "(10000000), the largest message the consumers accept"
+    )
+    assert err[1].startswith("extractor: error: invalid setting: EXTRACTOR_MAX_MESSAGE_BYTES")

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from common.records import Record
+from extractor.packing import RecordTooLarge
 from extractor.source import ChunkReader
 from extractor.xmlparse import DumpError, DumpFile
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 
 
-def ids(records: list[Record]) -> list[bytes]:
+def ids(records: list[Record], first: int) -> list[bytes]:
     return [r.id.encode() for r in records]
 
 
@@ -62,3 +63,20 @@ async def test_closing_early_is_clean_and_idempotent() -> None:
     await reader.close()
     with pytest.raises(RuntimeError):
         await reader.next()
+
+
+async def test_a_record_too_large_sends_what_came_before_it_then_raises() -> None:
+    dump = DumpFile.from_path(SAMPLES / "discogs_20200806_labels.xml.gz")
+
+    def refuse_the_fifth(records: list[Record], first: int) -> list[bytes]:
+        bodies = ids(records, first)
+        if first <= 5 < first + len(records):
+            index = 5 - first
+            raise RecordTooLarge("record #5 is too large", bodies[:index], index)
+        return bodies
+
+    got: list[bytes] = []
+    async with ChunkReader(dump, 3, refuse_the_fifth) as reader:
+        with pytest.raises(RecordTooLarge, match="record #5"):
+            await drain_into(reader, got)
+    assert len(got) == 4
