@@ -13,6 +13,7 @@ from pathlib import Path
 
 import structlog
 
+from common.decoding import tune_gc
 from common.records import DataType
 from common.settings import SettingsError, redact_url
 from extractor.broker import PublishFailed
@@ -22,6 +23,7 @@ from extractor.fetch import DownloadError
 from extractor.logs import configure_logging
 from extractor.publish import PublishOptions, UsageError, collect_dumps, publish_dumps
 from extractor.settings import ExtractorSettings, load_settings
+from extractor.workers import WorkerDied
 from extractor.xmlparse import DumpError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -62,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a batch message closes at this size (default: EXTRACTOR_MAX_MESSAGE_BYTES, 8 MiB)",
     )
     pub.add_argument(
+        "--workers",
+        type=_positive,
+        help="processes parsing the records (default: EXTRACTOR_WORKERS, or one per core)",
+    )
+    pub.add_argument(
         "--max-in-flight", type=_positive, default=512, help="unconfirmed messages at most"
     )
     pub.add_argument(
@@ -92,10 +99,12 @@ def _publish(args: argparse.Namespace, settings: ExtractorSettings) -> None:
         single=args.single,
         max_message_bytes=max_bytes,
         message_limit=settings.amqp_max_message_bytes,
+        workers=args.workers or settings.workers(),
         max_in_flight=args.max_in_flight,
         confirm_timeout=args.confirm_timeout,
     )
     url = settings.amqp_urls()[0]
+    tune_gc()
     log.info("broker", url=redact_url(url), prefix=settings.discogs_exchange_prefix)
     asyncio.run(
         publish_dumps(dumps, url=url, prefix=settings.discogs_exchange_prefix, options=options)
@@ -128,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _download(args)
     except UsageError as e:
         return _fail(str(e), EXIT_USAGE)
-    except (DumpError, PublishFailed, DownloadError, OSError) as e:
+    except (DumpError, WorkerDied, PublishFailed, DownloadError, OSError) as e:
         return _fail(str(e), EXIT_ERROR)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

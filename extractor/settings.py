@@ -6,6 +6,7 @@ appears in logs through :func:`common.settings.redact_url`.
 
 from __future__ import annotations
 
+import os
 from typing import Self
 
 from pydantic import Field, model_validator
@@ -22,6 +23,8 @@ class ExtractorSettings(BrokerSettings):
 
     # A batch message closes at this size (or at --batch-size records), below the limit.
     extractor_max_message_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    # Processes that parse, normalise and serialise records; unset: one per core.
+    extractor_workers: int | None = Field(None, ge=1, le=256)
 
     @model_validator(mode="after")
     def _cap_below_limit(self) -> Self:
@@ -32,6 +35,9 @@ class ExtractorSettings(BrokerSettings):
                 "message the consumers accept"
             )
         return self
+
+    def workers(self) -> int:
+        return self.extractor_workers or os.cpu_count() or 1
 
 
 def load_settings() -> ExtractorSettings:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import shutil
+import signal
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -19,8 +21,10 @@ from common.messages import DataMessage, ExtractionComplete, FileComplete, decod
 from common.records import DataType
 from extractor.broker import PublishFailed
 from extractor.publish import PublishOptions, collect_dumps, publish_dumps
+from extractor.workers import WorkerDied
 from extractor.xmlparse import DumpError, DumpFile, iter_records
 from tests import servers
+from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -222,3 +226,26 @@ async def test_broken_file_keeps_what_came_before_and_exits_1(
     labels = received[DataType.LABELS]
     assert len(labels.records()) == 1000
     assert [type(m) for m in labels.messages][-1] is FileComplete  # no extraction_complete
+
+
+async def test_a_killed_worker_stops_the_run_with_an_error(
+    amqp_connection: AbstractConnection, exchange_prefix: str
+) -> None:
+    queues = await bind_queues(amqp_connection, exchange_prefix)
+    run = asyncio.ensure_future(
+        publish_dumps(
+            [DumpFile.from_path(SAMPLES / "discogs_20200806_releases.xml.gz")],
+            url=servers.AMQP_URL,
+            prefix=exchange_prefix,
+            options=PublishOptions(batch_size=10, workers=2),
+        )
+    )
+    await eventually(lambda: bool(multiprocessing.active_children()), what="workers started")
+    for child in multiprocessing.active_children():
+        os.kill(child.pid or 0, signal.SIGKILL)
+    async with asyncio.timeout(30):
+        with pytest.raises(WorkerDied, match="worker process died"):
+            await run
+    received = await drain(DataType.RELEASES, queues[DataType.RELEASES])
+    assert FileComplete not in {type(m) for m in received.messages}
+    assert len(received.records()) == len(set(received.records())) < 1000

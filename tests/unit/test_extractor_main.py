@@ -83,6 +83,8 @@ def test_missing_path_and_empty_folder_exit_2(
         [],
         ["publish"],
         ["publish", "x", "--batch-size", "0"],
+        ["publish", "x", "--workers", "0"],
+        ["publish", "x", "--max-message-bytes", "-1"],
         ["publish", "x", "--single", "--batch-size", "5"],
         ["download"],
     ],
