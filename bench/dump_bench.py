@@ -106,10 +106,11 @@ def extractor_alone(dest: Path, prefix: str, workers: int | None) -> dict[str, A
             time.sleep(0.2)
         wall = time.monotonic() - started
         err.seek(0)
-        lines = [json.loads(x) for x in err.read().decode().splitlines() if x.startswith("{")]
+        text = err.read().decode().splitlines()
     after = os.times()
     if proc.returncode != 0:
-        raise RuntimeError(f"extractor exited {proc.returncode}: {lines[-1:]}")
+        raise RuntimeError(f"extractor exited {proc.returncode}: {text[-1:]}")
+    lines = [json.loads(x) for x in text if x.startswith("{")]
     servers_after = server_cpu()
     files = {e["file"]: e for e in lines if e.get("event") == "file published"}
     records = sum(int(e["records"]) for e in files.values())
