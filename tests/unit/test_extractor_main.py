@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +11,10 @@ import pytest
 import structlog
 
 from common.records import DataType
+from common.settings import SettingsError
 from extractor.main import main
 from extractor.publish import UsageError, collect_dumps
+from extractor.settings import load_settings
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 
@@ -128,3 +131,15 @@ def test_a_message_cap_above_the_consumers_limit_exits_2(
         "(10000000), the largest message the consumers accept"
     )
     assert err[1].startswith("extractor: error: invalid setting: EXTRACTOR_MAX_MESSAGE_BYTES")
+
+
+def test_extractor_settings_defaults_and_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert s.extractor_max_message_bytes == 8 * 1024 * 1024
+    assert s.amqp_max_message_bytes == 16 * 1024 * 1024
+    assert s.workers() == (os.cpu_count() or 1)
+    monkeypatch.setenv("EXTRACTOR_WORKERS", "3")
+    assert load_settings().workers() == 3
+    monkeypatch.setenv("EXTRACTOR_WORKERS", "0")
+    with pytest.raises(SettingsError, match="EXTRACTOR_WORKERS"):
+        load_settings()
