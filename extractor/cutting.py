@@ -115,10 +115,13 @@ class _Cutter:
         tag = RECORD_TAG[dump.data_type].encode()
         self.root = tag + b"s"
         self.tag = re.compile(rb"<(/?)" + tag + rb"(?:\s[^<>]*?)?(/?)>")
-        head = rb"\A(?:\xef\xbb\xbf)?\s*(?:<\?xml[^<>]*\?>)?\s*"
+        # A byte order mark, the XML declaration, comments and a document type may come first.
+        head = (
+            rb"\A(?:\xef\xbb\xbf)?\s*(?:<\?xml[^<>]*\?>)?(?:\s*(?:<!--.*?-->|<!DOCTYPE[^<>]*>))*\s*"
+        )
         opening, closing = rb"<" + self.root + rb"(?:\s[^<>]*?)?", rb"</" + self.root + rb"\s*>"
-        self.prolog = re.compile(head + opening + rb">\s*\Z")
-        self.empty = re.compile(head + opening + rb"(?:/>|>\s*" + closing + rb")\s*\Z")
+        self.prolog = re.compile(head + opening + rb">\s*\Z", re.S)
+        self.empty = re.compile(head + opening + rb"(?:/>|>\s*" + closing + rb")\s*\Z", re.S)
         self.ending = re.compile(rb"\A\s*" + closing + rb"\s*\Z")
 
     def feed(self, block: bytes, fraction: float) -> Iterator[RawChunk]:

@@ -97,3 +97,9 @@ def test_a_record_broken_inside_names_its_line(tmp_path: Path) -> None:
     with pytest.raises(DumpError, match=r"malformed XML at line 5, column \d+ after 1 records"):
         seen.extend(r.id for r in iter_records(dump))
     assert seen == ["1"]
+
+
+def test_comments_and_a_doctype_may_precede_the_root(tmp_path: Path) -> None:
+    prolog = PROLOG + b"<!-- made\nby hand -->\n<!DOCTYPE labels>\n"
+    dump = labels_file(tmp_path, b"<labels><label><id>1</id></label></labels>", prolog=prolog)
+    assert [r.id for r in iter_records(dump)] == ["1"]
