@@ -13,6 +13,7 @@ never a hang.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -92,14 +93,18 @@ class Workers(AsyncResource):
             self._pool.submit(_ready)
 
     def submit(self, job: Job) -> asyncio.Future[Encoded]:
-        """Start encoding ``job``; the future holds its :class:`Encoded` or WorkerDied."""
+        """Start encoding ``job``; the future holds its :class:`Encoded` or WorkerDied.
+
+        Cancelling the future leaves the job alone: Python 3.11's pool crashes its own
+        manager thread (and then hangs) when a job it fails as broken was cancelled.
+        """
         if self._pool is None or self._closed:
             raise RuntimeError("Workers is not open")
         try:
             future: ConcurrentFuture[Encoded] = self._pool.submit(encode, job)
         except BrokenProcessPool as e:
             raise WorkerDied(_died(e)) from e
-        return asyncio.ensure_future(_translated(asyncio.wrap_future(future)))
+        return _bridge(future)
 
     async def close(self) -> None:
         if self._closed:
@@ -107,14 +112,33 @@ class Workers(AsyncResource):
         self._closed = True
         pool, self._pool = self._pool, None
         if pool is not None:
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+            # Not cancel_futures (see submit): at most a few chunks are left to finish.
+            await asyncio.to_thread(pool.shutdown, wait=True)
 
 
-async def _translated(future: asyncio.Future[Encoded]) -> Encoded:
-    try:
-        return await future
-    except BrokenProcessPool as e:
-        raise WorkerDied(_died(e)) from e
+def _bridge(source: ConcurrentFuture[Encoded]) -> asyncio.Future[Encoded]:
+    """An asyncio future of ``source``'s outcome that never cancels ``source``."""
+    loop = asyncio.get_running_loop()
+    out: asyncio.Future[Encoded] = loop.create_future()
+
+    def copy(done: ConcurrentFuture[Encoded]) -> None:
+        if out.done():
+            return
+        if done.cancelled():
+            out.cancel()
+        elif isinstance(error := done.exception(), BrokenProcessPool):
+            out.set_exception(WorkerDied(_died(error)))
+        elif error is not None:
+            out.set_exception(error)
+        else:
+            out.set_result(done.result())
+
+    def settled(done: ConcurrentFuture[Encoded]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            loop.call_soon_threadsafe(copy, done)
+
+    source.add_done_callback(settled)
+    return out
 
 
 def _died(error: BaseException) -> str:

@@ -232,6 +232,11 @@ async def test_a_killed_worker_stops_the_run_with_an_error(
     amqp_connection: AbstractConnection, exchange_prefix: str
 ) -> None:
     queues = await bind_queues(amqp_connection, exchange_prefix)
+    others = {p.pid for p in multiprocessing.active_children()}  # other tests' processes
+
+    def ours() -> list[multiprocessing.process.BaseProcess]:
+        return [p for p in multiprocessing.active_children() if p.pid not in others]
+
     run = asyncio.ensure_future(
         publish_dumps(
             [DumpFile.from_path(SAMPLES / "discogs_20200806_releases.xml.gz")],
@@ -240,8 +245,8 @@ async def test_a_killed_worker_stops_the_run_with_an_error(
             options=PublishOptions(batch_size=10, workers=2),
         )
     )
-    await eventually(lambda: bool(multiprocessing.active_children()), what="workers started")
-    for child in multiprocessing.active_children():
+    await eventually(lambda: bool(ours()), what="workers started")
+    for child in ours():
         os.kill(child.pid or 0, signal.SIGKILL)
     async with asyncio.timeout(30):
         with pytest.raises(WorkerDied, match="worker process died"):
