@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install services services-down test test-unit test-faults lint format run bench profile clean
+.PHONY: install services services-down test test-unit test-faults lint format run bench bench-dump profile clean
 
 # setup.py compiles common/normalise.py: an edit to it reinstalls (and recompiles).
 $(STAMP): pyproject.toml requirements.lock setup.py common/normalise.py
@@ -45,6 +45,11 @@ run: services
 
 bench: services
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# A dump shaped like the real one at BENCH_DUMP_PERCENT % of its size, through the extractor.
+BENCH_DUMP_PERCENT ?= 1
+bench-dump: services
+	$(BIN)/python -m bench.dump_bench --percent $(BENCH_DUMP_PERCENT)
 
 # Where a consumer's CPU goes (py-spy), e.g. PROFILE_ARGS="--type releases --mode batch".
 profile: services

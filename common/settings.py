@@ -75,6 +75,8 @@ class BrokerSettings(BaseSettings):
     discogs_exchange_prefix: str = Field("discogs", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "auto"
+    # The largest message body the consumers accept; the extractor never sends a larger one.
+    amqp_max_message_bytes: int = Field(16 * 1024 * 1024, gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -122,7 +124,6 @@ class CommonSettings(BrokerSettings):
 
     amqp_prefetch: int | None = Field(None, gt=0, le=65535)
     amqp_delivery_limit: int = Field(20, gt=0)
-    amqp_max_message_bytes: int = Field(16 * 1024 * 1024, gt=0)
     health_port: int = Field(8000, ge=0, le=65535)
     shutdown_timeout: float = Field(30.0, gt=0)
     # Seconds between the `progress` log lines (records done, rates, queue depth, ETA).

@@ -29,6 +29,21 @@ def _wire_record(record: Record) -> dict[str, Any]:
     return {**record.data, "sha256": record.sha256}
 
 
+def wire_record(record: Record) -> bytes:
+    """One item of a batch's ``records`` list, serialised on its own (to be sized)."""
+    return orjson.dumps(_wire_record(record))
+
+
+def batch_head(data_type: DataType, version: str) -> bytes:
+    """A batch body up to its first record: ``head + b",".join(items) + BATCH_TAIL`` is
+    byte for byte what :func:`batch_body` makes of the same records."""
+    empty = batch_body(data_type, version, [])
+    return empty[: -len(BATCH_TAIL)]
+
+
+BATCH_TAIL = b"]}"
+
+
 def batch_body(data_type: DataType, version: str, records: Sequence[Record]) -> bytes:
     """One batch message holding ``records`` (each shaped as a data message without type)."""
     return orjson.dumps(

@@ -17,6 +17,7 @@ import structlog
 
 from common.amqp import CONNECT_ERRORS
 from common.cli import add_version, settings_help
+from common.decoding import tune_gc
 from common.logging import configure_logging
 from common.records import DataType
 from common.settings import SettingsError, redact_url
@@ -27,6 +28,7 @@ from extractor.dumpindex import DEFAULT_BASE_URL, parse_month
 from extractor.fetch import DownloadError
 from extractor.publish import PublishOptions, UsageError, collect_dumps, publish_dumps
 from extractor.settings import ExtractorSettings, load_settings
+from extractor.workers import WorkerDied
 from extractor.xmlparse import DumpError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -66,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--batch-size", type=_positive, default=500, help="records per message")
     mode.add_argument("--single", action="store_true", help="one record per message")
     pub.add_argument(
+        "--max-message-bytes",
+        type=_positive,
+        help="a batch message closes at this size (default: EXTRACTOR_MAX_MESSAGE_BYTES, 8 MiB)",
+    )
+    pub.add_argument(
+        "--workers",
+        type=_positive,
+        help="processes parsing the records (default: EXTRACTOR_WORKERS, or one per core)",
+    )
+    pub.add_argument(
         "--max-in-flight", type=_positive, default=512, help="unconfirmed messages at most"
     )
     pub.add_argument(
@@ -85,13 +97,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _publish(args: argparse.Namespace, settings: ExtractorSettings) -> None:
     dumps = collect_dumps(args.paths)
+    max_bytes = args.max_message_bytes or settings.extractor_max_message_bytes
+    if max_bytes > settings.amqp_max_message_bytes:
+        raise UsageError(
+            f"--max-message-bytes {max_bytes} is above AMQP_MAX_MESSAGE_BYTES "
+            f"({settings.amqp_max_message_bytes}), the largest message the consumers accept"
+        )
     options = PublishOptions(
         batch_size=args.batch_size,
         single=args.single,
+        max_message_bytes=max_bytes,
+        message_limit=settings.amqp_max_message_bytes,
+        workers=args.workers or settings.workers(),
         max_in_flight=args.max_in_flight,
         confirm_timeout=args.confirm_timeout,
     )
     url = settings.amqp_urls()[0]
+    tune_gc()
     prefix = settings.discogs_exchange_prefix
     log.info("broker", url=redact_url(url), prefix=prefix)
 
@@ -154,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _download(args)
     except UsageError as e:
         return _fail(str(e), EXIT_USAGE)
-    except (DumpError, PublishFailed, DownloadError, OSError) as e:
+    except (DumpError, WorkerDied, PublishFailed, DownloadError, OSError) as e:
         return _fail(str(e), EXIT_ERROR)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

@@ -1,10 +1,12 @@
 """``extractor publish``: stream dump files onto their exchanges, confirmed, in order.
 
-Per file: the records (batched, or one per message with ``single``), then, once every
-one of them is confirmed, one ``file_complete``. After the last file, one
+Per file: the records (batched, or one per message with ``single``; parsed by the worker
+processes, :mod:`extractor.workers`), then, once every one of them is confirmed, one
+``file_complete``. After the last file, one
 ``extraction_complete`` on each of the four exchanges. When a file breaks mid-way
 (:class:`~extractor.xmlparse.DumpError`) everything published before the break is
-confirmed before the error propagates, and no completion message is sent.
+confirmed before the error propagates, and no completion message is sent; so it is when
+a worker process dies (:class:`~extractor.workers.WorkerDied`).
 """
 
 from __future__ import annotations
@@ -20,20 +22,19 @@ import structlog
 
 from common.records import DataType
 from extractor.broker import ConfirmingPublisher
-from extractor.envelopes import (
-    batch_body,
-    data_body,
-    extraction_complete_body,
-    file_complete_body,
-)
+from extractor.envelopes import extraction_complete_body, file_complete_body
+from extractor.packing import DEFAULT_LIMIT, DEFAULT_MAX_MESSAGE_BYTES, Packing
 from extractor.progress import reporter
-from extractor.source import ChunkReader, Encoder
+from extractor.source import ChunkReader
+from extractor.workers import WorkerDied, Workers
 from extractor.xmlparse import DumpError, DumpFile
 
 log = structlog.get_logger("extractor")
 
 TYPE_ORDER = (DataType.LABELS, DataType.ARTISTS, DataType.MASTERS, DataType.RELEASES)
-_SINGLE_CHUNK = 250  # records parsed per worker-thread round trip in single mode
+# Records at least in a chunk sent to a worker (a multiple of the batch size), so that
+# what crosses between the processes is large next to the cost of one round trip.
+_CHUNK_RECORDS = 250
 
 
 class UsageError(ValueError):
@@ -44,10 +45,18 @@ class UsageError(ValueError):
 class PublishOptions:
     batch_size: int = 500
     single: bool = False
+    # A batch message closes at batch_size records or max_message_bytes, whichever first.
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # The largest message the consumers accept (their AMQP_MAX_MESSAGE_BYTES).
+    message_limit: int = DEFAULT_LIMIT
+    workers: int = 1
     max_in_flight: int = 512
     max_in_flight_bytes: int = 64 * 1024 * 1024
     confirm_timeout: float = 120.0
     progress_every: int = 100_000
+
+    def packing(self) -> Packing:
+        return Packing(self.single, self.batch_size, self.max_message_bytes, self.message_limit)
 
 
 def collect_dumps(paths: Sequence[Path]) -> list[DumpFile]:
@@ -104,19 +113,22 @@ async def publish_dumps(
         raise UsageError("no dump files to publish")
     started = datetime.now(UTC)
     counts: dict[DataType, int] = {}
-    async with ConfirmingPublisher(
-        url,
-        prefix,
-        max_in_flight=options.max_in_flight,
-        max_in_flight_bytes=options.max_in_flight_bytes,
-        confirm_timeout=options.confirm_timeout,
-    ) as publisher:
+    async with (
+        Workers(options.workers) as workers,
+        ConfirmingPublisher(
+            url,
+            prefix,
+            max_in_flight=options.max_in_flight,
+            max_in_flight_bytes=options.max_in_flight_bytes,
+            confirm_timeout=options.confirm_timeout,
+        ) as publisher,
+    ):
         try:
             for dump in dumps:
                 counts[dump.data_type] = await publish_file(
-                    publisher, dump, options, progress_stream
+                    publisher, workers, dump, options, progress_stream
                 )
-        except DumpError:
+        except (DumpError, WorkerDied):
             await publisher.flush()  # what was published before the break is confirmed
             raise
         body = extraction_complete_body(dumps[0].version, started, counts)
@@ -130,20 +142,38 @@ async def publish_dumps(
 
 async def publish_file(
     publisher: ConfirmingPublisher,
+    workers: Workers,
     dump: DumpFile,
     options: PublishOptions,
     progress_stream: IO[str] | None = None,
 ) -> int:
     """Publish one file's records and its ``file_complete``; return the record count."""
-    chunk_size, encode = _encoding(dump, options)
     exchange = publisher.exchange_name(dump.data_type)
-    log.info("publishing", file=str(dump.path), exchange=exchange, single=options.single)
+    log.info(
+        "publishing",
+        file=str(dump.path),
+        exchange=exchange,
+        single=options.single,
+        workers=workers.count,
+    )
     report = reporter(
-        dump.path.name, "records", every=options.progress_every, stream=progress_stream
+        dump.path.name,
+        "records",
+        every=options.progress_every,
+        stream=progress_stream,
+        size=dump.path.stat().st_size,  # the fraction is of the compressed file read
     )
     start = time.monotonic()
     total = messages = 0
-    async with ChunkReader(dump, chunk_size, encode) as reader:
+    reader = ChunkReader(
+        dump,
+        options.packing(),
+        workers,
+        chunk_records=_chunk_records(options),
+        chunk_bytes=options.max_message_bytes,
+        ahead=2 * workers.count,
+    )
+    async with reader:
         while (chunk := await reader.next()) is not None:
             for body in chunk.bodies:
                 await publisher.publish(dump.data_type, body)
@@ -168,8 +198,7 @@ async def publish_file(
     return total
 
 
-def _encoding(dump: DumpFile, options: PublishOptions) -> tuple[int, Encoder]:
-    data_type, version = dump.data_type, dump.version
+def _chunk_records(options: PublishOptions) -> int:
     if options.single:
-        return _SINGLE_CHUNK, lambda records: [data_body(version, r) for r in records]
-    return options.batch_size, lambda records: [batch_body(data_type, version, records)]
+        return _CHUNK_RECORDS
+    return -(-_CHUNK_RECORDS // options.batch_size) * options.batch_size

@@ -1,27 +1,27 @@
-"""Dump records as encoded message bodies, read in a worker thread one chunk ahead.
+"""A dump file as message bodies, in chunks: cut on a reader thread, encoded by the workers.
 
-Parsing and normalising XML is CPU-bound (a few thousand releases a second), so it never
-runs on the event loop: each chunk of records is parsed *and* serialised in a worker
-thread while the loop publishes the previous chunk and handles confirms. Each reader has
-its own single thread: lxml documents must not move between threads (an ``iterparse``
-resumed on another thread of a shared pool corrupts lxml's memory).
-At most two chunks exist at a time (the one being published and the one being read), so
-memory stays bounded whatever the file size.
+One reader thread per file decompresses it and cuts it into chunks of whole records
+(:mod:`extractor.cutting`); each chunk goes to the worker pool (:mod:`extractor.workers`)
+as soon as it is cut. At most ``ahead`` chunks are cut and not yet handed out, so memory
+stays bounded whatever the file size, and chunks come out in file order (the order the
+consumers see within one file does not matter to them, but it keeps a break easy to read:
+everything before it, nothing after).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections.abc import Callable
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from common.lifecycle import AsyncResource
-from common.records import Record
-from extractor.xmlparse import DumpError, DumpFile, Progress, iter_records
+from extractor.cutting import RawChunk, cut
+from extractor.dumpfile import DumpError, DumpFile
+from extractor.packing import Packing
+from extractor.workers import Encoded, Job, WorkerDied, Workers
 
-Encoder = Callable[[list[Record]], list[bytes]]
+_Item = asyncio.Future[Encoded] | DumpError | WorkerDied | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,69 +34,96 @@ class Chunk:
 
 
 class ChunkReader(AsyncResource):
-    """Async reader of one dump file in chunks of ``chunk_size`` records.
+    """Async reader of one dump file as message bodies.
 
     ``next()`` returns ``None`` at the end of the file and raises
-    :class:`~extractor.xmlparse.DumpError` where the file breaks, after every chunk before
-    the break has been handed out.
+    :class:`~extractor.dumpfile.DumpError` (or :class:`~extractor.workers.WorkerDied`)
+    where the file breaks, after every chunk before the break has been handed out.
     """
 
-    def __init__(self, dump: DumpFile, chunk_size: int, encode: Encoder) -> None:
-        if chunk_size < 1:
-            raise ValueError("chunk_size must be at least 1")
-        self._chunk_size = chunk_size
-        self._encode = encode
-        self._progress: list[Progress] = []
-        self._records = iter_records(dump, progress=self._progress)
+    def __init__(
+        self,
+        dump: DumpFile,
+        packing: Packing,
+        workers: Workers,
+        *,
+        chunk_records: int,
+        chunk_bytes: int,
+        ahead: int = 2,
+    ) -> None:
+        self._dump = dump
+        self._packing = packing
+        self._workers = workers
+        self._cuts = cut(dump, max_records=chunk_records, max_bytes=chunk_bytes)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dump-reader")
-        self._pending: asyncio.Future[Chunk | None] | None = None
-        self._broken: DumpError | None = None
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=max(1, ahead))
+        self._feeder: asyncio.Task[None] | None = None
+        self._broken: DumpError | WorkerDied | None = None
+        self._ended = False
         self._closed = False
 
     async def next(self) -> Chunk | None:
         if self._closed:
             raise RuntimeError("ChunkReader is closed")
-        pending = self._pending or self._read_ahead()
-        self._pending = None
-        chunk = await pending
-        if chunk is not None:
-            self._pending = self._read_ahead()
-        return chunk
+        if self._broken is not None:
+            raise self._broken
+        if self._ended:
+            return None
+        if self._feeder is None:
+            self._feeder = asyncio.ensure_future(self._feed())
+        item = await self._queue.get()
+        if item is None:
+            self._ended = True
+            return None
+        if isinstance(item, DumpError | WorkerDied):
+            self._broken = item
+            raise item
+        try:
+            encoded = await item
+        except WorkerDied as e:
+            self._broken = e
+            raise
+        if encoded.error is not None:
+            self._broken = DumpError(encoded.error)
+            if not encoded.bodies:
+                raise self._broken
+        return Chunk(encoded.bodies, encoded.records, encoded.fraction)
 
     async def close(self) -> None:
-        """Wait for a read in progress (its result is dropped), then close the file."""
+        """Stop cutting, drop what was cut and not handed out, close the file."""
         if self._closed:
             return
         self._closed = True
-        if self._pending is not None:
-            await asyncio.wait([self._pending])
-            if not self._pending.cancelled():
-                self._pending.exception()  # retrieved: a read-ahead error is moot now
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._records.close)
+        if self._feeder is not None:
+            self._feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feeder
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, asyncio.Future):
+                item.cancel()
+                with contextlib.suppress(asyncio.CancelledError, WorkerDied):
+                    await item  # retrieved: an error of a chunk never handed out is moot
+        loop = asyncio.get_running_loop()
+        try:  # queued behind a cut in progress, so the generator is not running
+            await loop.run_in_executor(self._thread, self._cuts.close)
         finally:
             self._thread.shutdown(wait=False)
 
-    def _read_ahead(self) -> asyncio.Future[Chunk | None]:
-        return asyncio.get_running_loop().run_in_executor(self._thread, self._take)
-
-    def _take(self) -> Chunk | None:
-        """Runs in a worker thread: parse, normalise and encode the next chunk.
-
-        Records read before a break in the file still make a (short) chunk; the
-        :class:`DumpError` is raised by the read after it.
-        """
-        if self._broken is not None:
-            raise self._broken
-        records: list[Record] = []
+    async def _feed(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            for record in itertools.islice(self._records, self._chunk_size):
-                records.append(record)  # kept one by one: a break keeps what came before
-        except DumpError as e:
-            if not records:
-                raise
-            self._broken = e
-        if not records:
-            return None
-        fraction = self._progress[0].fraction if self._progress else 0.0
-        return Chunk(self._encode(records), len(records), fraction)
+            while (raw := await loop.run_in_executor(self._thread, self._cut)) is not None:
+                encoding = self._workers.submit(Job(self._dump, self._packing, raw))
+                try:
+                    await self._queue.put(encoding)
+                except asyncio.CancelledError:
+                    encoding.cancel()
+                    raise
+            await self._queue.put(None)
+        except (DumpError, WorkerDied) as e:
+            await self._queue.put(e)
+
+    def _cut(self) -> RawChunk | None:
+        """Runs on the reader thread."""
+        return next(self._cuts, None)

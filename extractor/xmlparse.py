@@ -1,85 +1,38 @@
-"""Streaming reader of the Discogs XML dumps: one normalised record at a time.
+"""Records of a dump as Python objects: each cut record parsed, in the raw and normal shapes.
 
-Memory stays flat whatever the file size: lxml's ``iterparse`` hands over each record
-element when it closes, and the element and its finished siblings are freed at once.
-Each element becomes the raw (xmltodict-style) shape of the wire contract and goes
+:mod:`extractor.cutting` cuts the stream into records (bytes); here each is parsed by lxml
+on its own and becomes the raw (xmltodict-style) shape of the wire contract, then goes
 through :func:`common.normalise.normalise`, the same code the consumers run on raw
-messages, so both paths agree by construction.
-
-Thread affinity: advance (and close) one ``iter_raw``/``iter_records`` generator from one
-thread for its whole life. lxml's documents belong to the thread that parsed them; resuming
-an ``iterparse`` on another thread (e.g. successive ``asyncio.to_thread`` calls landing on
-different pool threads) crashed the process with ``free(): invalid pointer``.
+messages, so both paths agree by construction. The extractor's workers call
+:func:`parse_chunk`; :func:`iter_raw` and :func:`iter_records` read a whole file in one
+thread (tests, tools).
 """
 
 from __future__ import annotations
 
-import gzip
-import re
-import zlib
+import threading
 from collections.abc import Generator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from lxml import etree
 
 from common.normalise import normalise
-from common.records import DataType, InvalidRecord, Record
+from common.records import InvalidRecord, Record
+from extractor.cutting import RawChunk, cut
+from extractor.dumpfile import RECORD_TAG, DumpError, DumpFile
 
-_NAME_RE = re.compile(
-    r"discogs_(?P<version>[0-9]{8})_(?P<type>artists|labels|masters|releases)\.xml(\.gz)?$"
-)
-_RECORD_TAG = {
-    DataType.ARTISTS: "artist",
-    DataType.LABELS: "label",
-    DataType.MASTERS: "master",
-    DataType.RELEASES: "release",
-}
+__all__ = ["RECORD_TAG", "DumpError", "DumpFile", "iter_raw", "iter_records", "parse_chunk"]
+
+_CHUNK_RECORDS, _CHUNK_BYTES = 64, 1 << 20  # for the one-thread readers
+_parsers = threading.local()  # an lxml parser is used by one thread only
 
 
-class DumpError(Exception):
-    """A dump that cannot be read on; the message names the file and the position."""
-
-
-@dataclass(frozen=True, slots=True)
-class DumpFile:
-    path: Path
-    data_type: DataType
-    version: str
-
-    @classmethod
-    def from_path(cls, path: Path) -> DumpFile:
-        m = _NAME_RE.search(path.name)
-        if m is None:
-            raise DumpError(f"{path}: not a Discogs dump name (discogs_YYYYMMDD_<type>.xml[.gz])")
-        return cls(path, DataType(m.group("type")), m.group("version"))
-
-
-class Progress:
-    """Tracks how far into the (compressed) file the parser has read.
-
-    Read ``fraction`` from the thread that runs the parser (the file object is not shared
-    safely across threads).
-    """
-
-    def __init__(self, raw: IO[bytes], size: int) -> None:
-        self.raw = raw
-        self.size = size
-        self._last = 0.0
-
-    @property
-    def fraction(self) -> float:
-        """Share of the file's bytes read so far (the last value once the file is closed)."""
-        return self.sample()
-
-    def sample(self) -> float:
-        if not self.raw.closed:
-            self._last = min(self.raw.tell() / self.size, 1.0) if self.size else 1.0
-        return self._last
-
-
-_Progress = Progress  # the name earlier callers used
+def _parser() -> etree.XMLParser:
+    parser: etree.XMLParser | None = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
+        _parsers.parser = parser
+    return parser
 
 
 def element_to_raw(el: Any) -> Any:
@@ -109,53 +62,45 @@ def element_to_raw(el: Any) -> Any:
     return out
 
 
-def iter_raw(
-    dump: DumpFile, progress: list[Progress] | None = None
-) -> Generator[dict[str, Any], None, None]:
-    """Yield each record of ``dump`` in the raw shape; raise :class:`DumpError` on bad input."""
-    tag = _RECORD_TAG[dump.data_type]
-    count = 0
-    with dump.path.open("rb") as raw:
-        tracker = Progress(raw, dump.path.stat().st_size)
-        if progress is not None:
-            progress.append(tracker)
-        stream: IO[bytes] = raw
-        if dump.path.suffix == ".gz":
-            stream = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]
-        try:
-            for _, el in etree.iterparse(stream, events=("end",), tag=tag, huge_tree=True):
-                parent = el.getparent()
-                if parent is None or parent.getparent() is not None:
-                    continue  # a nested element of the same name (a label's sublabels)
-                record = element_to_raw(el)
-                el.clear(keep_tail=False)
-                while el.getprevious() is not None:
-                    del parent[0]
-                count += 1
-                yield record if isinstance(record, dict) else {}
-            tracker.sample()  # the final position, readable after the file is closed
-        except etree.XMLSyntaxError as e:
-            line, col = e.position
-            raise DumpError(
-                f"{dump.path}: malformed XML at line {line}, column {col} "
-                f"after {count} records: {e.msg}"
-            ) from e
-        except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-            raise DumpError(
-                f"{dump.path}: truncated or corrupt gzip at compressed byte {raw.tell()} "
-                f"after {count} records: {e}"
-            ) from e
+def parse_record(file: str, chunk: RawChunk, index: int) -> dict[str, Any]:
+    """Record ``index`` of ``chunk`` in the raw shape; malformed XML is a DumpError."""
+    start, end = chunk.spans[index]
+    try:
+        element = etree.fromstring(chunk.blob[start:end], _parser())
+    except etree.XMLSyntaxError as e:
+        line, column = chunk.position(start)
+        at_line, at_column = e.position
+        if at_line > 1:
+            line, column = line + at_line - 1, at_column
+        else:
+            column += at_column
+        raise DumpError(
+            f"{file}: malformed XML at line {line}, column {column} "
+            f"after {chunk.first + index - 1} records: {e.msg}"
+        ) from e
+    raw = element_to_raw(element)
+    return raw if isinstance(raw, dict) else {}
 
 
-def iter_records(
-    dump: DumpFile, progress: list[Progress] | None = None
-) -> Generator[Record, None, None]:
-    """Yield each record of ``dump`` normalised; a record that cannot be is a DumpError.
-
-    ``progress``, if given, receives a :class:`Progress` once the file is open.
-    """
-    for index, raw in enumerate(iter_raw(dump, progress)):
+def parse_chunk(dump: DumpFile, chunk: RawChunk) -> Generator[Record, None, None]:
+    """Each record of ``chunk`` normalised, in order; stops with a DumpError at a bad one."""
+    for index in range(len(chunk.spans)):
+        raw = parse_record(str(dump.path), chunk, index)
         try:
             yield normalise(dump.data_type, raw)
         except InvalidRecord as e:
-            raise DumpError(f"{dump.path}: record #{index + 1} is invalid: {e}") from e
+            number = chunk.first + index
+            raise DumpError(f"{dump.path}: record #{number} is invalid: {e}") from e
+
+
+def iter_raw(dump: DumpFile) -> Generator[dict[str, Any], None, None]:
+    """Yield each record of ``dump`` in the raw shape; raise :class:`DumpError` on bad input."""
+    for chunk in cut(dump, max_records=_CHUNK_RECORDS, max_bytes=_CHUNK_BYTES):
+        for index in range(len(chunk.spans)):
+            yield parse_record(str(dump.path), chunk, index)
+
+
+def iter_records(dump: DumpFile) -> Generator[Record, None, None]:
+    """Yield each record of ``dump`` normalised; a record that cannot be is a DumpError."""
+    for chunk in cut(dump, max_records=_CHUNK_RECORDS, max_bytes=_CHUNK_BYTES):
+        yield from parse_chunk(dump, chunk)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import multiprocessing
 import os
 import shutil
+import signal
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -19,8 +22,10 @@ from common.messages import DataMessage, ExtractionComplete, FileComplete, decod
 from common.records import DataType
 from extractor.broker import PublishFailed
 from extractor.publish import PublishOptions, collect_dumps, publish_dumps
+from extractor.workers import WorkerDied
 from extractor.xmlparse import DumpError, DumpFile, iter_records
 from tests import servers
+from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -195,6 +200,13 @@ async def test_console_command_publishes_the_samples(
     received = await drain_all(queues)
     for t in DataType:
         check_file(received[t], t, 1000, batch=1000)
+    # each file's last progress line: every byte of it read, and nothing left to wait for
+    done = {
+        e["file"]: e for e in map(json.loads, err.splitlines()) if e.get("event") == "done"
+    }
+    for path in SAMPLES.glob("*.xml.gz"):
+        assert done[path.name]["bytes_read"] == path.stat().st_size
+        assert done[path.name]["eta_s"] == 0
 
 
 async def test_broken_file_keeps_what_came_before_and_exits_1(
@@ -222,3 +234,31 @@ async def test_broken_file_keeps_what_came_before_and_exits_1(
     labels = received[DataType.LABELS]
     assert len(labels.records()) == 1000
     assert [type(m) for m in labels.messages][-1] is FileComplete  # no extraction_complete
+
+
+async def test_a_killed_worker_stops_the_run_with_an_error(
+    amqp_connection: AbstractConnection, exchange_prefix: str
+) -> None:
+    queues = await bind_queues(amqp_connection, exchange_prefix)
+    others = {p.pid for p in multiprocessing.active_children()}  # other tests' processes
+
+    def ours() -> list[multiprocessing.process.BaseProcess]:
+        return [p for p in multiprocessing.active_children() if p.pid not in others]
+
+    run = asyncio.ensure_future(
+        publish_dumps(
+            [DumpFile.from_path(SAMPLES / "discogs_20200806_releases.xml.gz")],
+            url=servers.AMQP_URL,
+            prefix=exchange_prefix,
+            options=PublishOptions(batch_size=10, workers=2),
+        )
+    )
+    await eventually(lambda: bool(ours()), what="workers started")
+    for child in ours():
+        os.kill(child.pid or 0, signal.SIGKILL)
+    async with asyncio.timeout(30):
+        with pytest.raises(WorkerDied, match="worker process died"):
+            await run
+    received = await drain(DataType.RELEASES, queues[DataType.RELEASES])
+    assert FileComplete not in {type(m) for m in received.messages}
+    assert len(received.records()) == len(set(received.records())) < 1000

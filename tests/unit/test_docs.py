@@ -32,6 +32,7 @@ AUDIENCES = {
     "consumers": {"graphinator", "tableinator"},
     "graphinator": {"graphinator"},
     "tableinator": {"tableinator"},
+    "extractor": {"extractor"},
 }
 # Docs being written in parallel; a link to one of them is accepted until it exists.
 PENDING_DOCS = {"docs/performance.md", "docs/reliability.md", "docs/scaling.md"}

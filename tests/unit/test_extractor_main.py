@@ -14,8 +14,10 @@ import pytest
 import structlog
 
 from common.records import DataType
+from common.settings import SettingsError
 from extractor.main import main
 from extractor.publish import UsageError, collect_dumps
+from extractor.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "data" / "samples"
@@ -89,6 +91,8 @@ def test_missing_path_and_empty_folder_exit_2(
         [],
         ["publish"],
         ["publish", "x", "--batch-size", "0"],
+        ["publish", "x", "--workers", "0"],
+        ["publish", "x", "--max-message-bytes", "-1"],
         ["publish", "x", "--single", "--batch-size", "5"],
         ["download"],
     ],
@@ -141,3 +145,30 @@ def test_an_absent_broker_is_waited_for_until_sigterm() -> None:
     *logged, last = rest.splitlines()
     assert all(json.loads(text) for text in logged)
     assert last == "extractor: error: interrupted"  # the exit status's one line
+
+
+def test_a_message_cap_above_the_consumers_limit_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AMQP_MAX_MESSAGE_BYTES", "10000000")
+    assert main(["publish", str(SAMPLES), "--max-message-bytes", "12000000"]) == 2
+    monkeypatch.setenv("EXTRACTOR_MAX_MESSAGE_BYTES", "11000000")
+    assert main(["publish", str(SAMPLES)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (
+        "extractor: error: --max-message-bytes 12000000 is above AMQP_MAX_MESSAGE_BYTES "
+        "(10000000), the largest message the consumers accept"
+    )
+    assert err[1].startswith("extractor: error: invalid setting: EXTRACTOR_MAX_MESSAGE_BYTES")
+
+
+def test_extractor_settings_defaults_and_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert s.extractor_max_message_bytes == 8 * 1024 * 1024
+    assert s.amqp_max_message_bytes == 16 * 1024 * 1024
+    assert s.workers() == (os.cpu_count() or 1)
+    monkeypatch.setenv("EXTRACTOR_WORKERS", "3")
+    assert load_settings().workers() == 3
+    monkeypatch.setenv("EXTRACTOR_WORKERS", "0")
+    with pytest.raises(SettingsError, match="EXTRACTOR_WORKERS"):
+        load_settings()

@@ -1,64 +1,126 @@
-"""Chunked reading in a worker thread: complete, ordered, and a break keeps what came before."""
+"""A dump as message bodies through the workers: complete, in order, breaks keep what came
+before, and a worker that dies is an error, not a hang."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import multiprocessing
+import os
+import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 
-from common.records import Record
+from common.records import DataType
+from extractor.envelopes import batch_body
+from extractor.packing import Packing
 from extractor.source import ChunkReader
-from extractor.xmlparse import DumpError, DumpFile
+from extractor.workers import WorkerDied, Workers
+from extractor.xmlparse import DumpError, DumpFile, iter_records
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
+RELEASES = DumpFile.from_path(SAMPLES / "discogs_20200806_releases.xml.gz")
 
 
-def ids(records: list[Record]) -> list[bytes]:
-    return [r.id.encode() for r in records]
+@pytest.fixture(params=[1, 2], ids=["in-process", "two-processes"])
+async def workers(request: pytest.FixtureRequest) -> AsyncIterator[Workers]:
+    async with Workers(request.param) as pool:
+        yield pool
 
 
-async def read_all(reader: ChunkReader) -> list[bytes]:
-    bodies: list[bytes] = []
-    while (chunk := await reader.next()) is not None:
-        assert len(chunk.bodies) == chunk.records
+def reader(dump: DumpFile, workers: Workers, packing: Packing, chunk: int = 100) -> ChunkReader:
+    return ChunkReader(dump, packing, workers, chunk_records=chunk, chunk_bytes=1 << 30, ahead=3)
+
+
+def ids_of(bodies: list[bytes]) -> list[str]:
+    return [r["id"] for b in bodies for r in orjson.loads(b)["records"]]
+
+
+async def read_all(chunks: ChunkReader, into: list[bytes]) -> int:
+    records = 0
+    while (chunk := await chunks.next()) is not None:
         assert 0.0 < chunk.fraction <= 1.0
-        bodies.extend(chunk.bodies)
-    return bodies
+        into.extend(chunk.bodies)
+        records += chunk.records
+    return records
 
 
-async def drain_into(reader: ChunkReader, got: list[bytes]) -> None:
-    while (chunk := await reader.next()) is not None:
-        got.extend(chunk.bodies)
+async def test_every_record_once_in_file_order(workers: Workers) -> None:
+    bodies: list[bytes] = []
+    async with reader(RELEASES, workers, Packing(batch_size=30)) as chunks:
+        assert await read_all(chunks, bodies) == 1000
+        assert await chunks.next() is None  # reading past the end stays at the end
+    assert ids_of(bodies) == [r.id for r in iter_records(RELEASES)]
+    assert len(bodies) == 10 * 4  # chunks of 100 records, batches of 30: 30+30+30+10
 
 
-async def test_reads_every_record_in_order() -> None:
-    dump = DumpFile.from_path(SAMPLES / "discogs_20200806_labels.xml.gz")
-    async with ChunkReader(dump, 300, ids) as reader:
-        got = await read_all(reader)
-        assert await reader.next() is None  # reading past the end stays at the end
-    assert len(got) == 1000
-    assert len(set(got)) == 1000
-
-
-async def test_break_hands_out_records_before_it_then_raises(tmp_path: Path) -> None:
+async def test_a_break_hands_out_the_records_before_it_then_raises(
+    workers: Workers, tmp_path: Path
+) -> None:
     path = tmp_path / "discogs_20200806_labels.xml.gz"
     labels = b"".join(b"<label><id>%d</id><name>L</name></label>" % i for i in range(1, 6))
     path.write_bytes(gzip.compress(b"<labels>" + labels + b"<label><id>6</i"))
-    got: list[bytes] = []
-    async with ChunkReader(DumpFile.from_path(path), 2, ids) as reader:
-        with pytest.raises(DumpError, match=f"{path}: malformed XML"):
-            await drain_into(reader, got)
-    assert got == [b"1", b"2", b"3", b"4", b"5"]
+    bodies: list[bytes] = []
+    async with reader(DumpFile.from_path(path), workers, Packing(batch_size=2), 2) as chunks:
+        with pytest.raises(DumpError, match=f"{path}: malformed XML .* after 5 records"):
+            await read_all(chunks, bodies)
+        with pytest.raises(DumpError):
+            await chunks.next()  # stays broken
+    assert ids_of(bodies) == ["1", "2", "3", "4", "5"]
 
 
-async def test_closing_early_is_clean_and_idempotent() -> None:
-    dump = DumpFile.from_path(SAMPLES / "discogs_20200806_releases.xml.gz")
-    reader = ChunkReader(dump, 10, ids)
-    chunk = await reader.next()
-    assert chunk is not None
-    assert chunk.records == 10
-    await reader.close()
-    await reader.close()
-    with pytest.raises(RuntimeError):
-        await reader.next()
+async def test_a_bad_record_inside_a_chunk_keeps_those_before_it(
+    workers: Workers, tmp_path: Path
+) -> None:
+    path = tmp_path / "discogs_20200806_labels.xml"
+    labels = [b"<label><id>%d</id></label>" % i for i in range(1, 8)]
+    labels[4] = b"<label><id>5</id></lable>"
+    path.write_bytes(b"<labels>" + b"".join(labels) + b"</labels>")
+    bodies: list[bytes] = []
+    async with reader(DumpFile.from_path(path), workers, Packing(batch_size=3), 6) as chunks:
+        with pytest.raises(DumpError, match=r"malformed XML at line 1, column \d+ after 4 records"):
+            await read_all(chunks, bodies)
+    assert ids_of(bodies) == ["1", "2", "3", "4"]
+
+
+async def test_a_record_over_the_limit_stops_after_those_before_it(workers: Workers) -> None:
+    dump = DumpFile.from_path(SAMPLES / "discogs_20200806_artists.xml.gz")
+    sizes = [len(batch_body(dump.data_type, dump.version, [r])) for r in iter_records(dump)]
+    limit = max(sizes) - 1  # only the largest artist does not fit
+    largest = sizes.index(max(sizes))
+    packing = Packing(batch_size=10, max_message_bytes=limit, limit=limit)
+    bodies: list[bytes] = []
+    async with reader(dump, workers, packing) as chunks:
+        with pytest.raises(DumpError, match=rf"record #{largest + 1} \(id \d+\) makes a message"):
+            await read_all(chunks, bodies)
+    assert len(ids_of(bodies)) == largest
+
+
+async def test_a_killed_worker_is_an_error_not_a_hang() -> None:
+    others = {p.pid for p in multiprocessing.active_children()}  # other tests' processes
+    async with Workers(2) as workers:
+        chunks = reader(RELEASES, workers, Packing(batch_size=5), chunk=5)
+        async with chunks:
+            assert await chunks.next() is not None
+            children = [p for p in multiprocessing.active_children() if p.pid not in others]
+            assert children
+            for child in children:
+                os.kill(child.pid or 0, signal.SIGKILL)
+            bodies: list[bytes] = []
+            async with asyncio.timeout(30):
+                with pytest.raises(WorkerDied, match="worker process died"):
+                    await read_all(chunks, bodies)
+
+
+async def test_records_are_the_same_as_one_thread_reads_them(workers: Workers) -> None:
+    dump = DumpFile.from_path(SAMPLES / "discogs_20200806_masters.xml.gz")
+    bodies: list[bytes] = []
+    async with reader(dump, workers, Packing(single=True)) as chunks:
+        await read_all(chunks, bodies)
+    got = [(b["id"], b["sha256"]) for b in map(orjson.loads, bodies)]
+    assert got == [(r.id, r.sha256) for r in iter_records(dump)]
+    assert {orjson.loads(b)["type"] for b in bodies} == {"data"}
+    assert DataType.MASTERS.value in str(dump.path)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from common.records import DataType, Record
-from extractor.xmlparse import DumpError, DumpFile, Progress, iter_raw, iter_records
+from extractor.cutting import cut
+from extractor.xmlparse import DumpError, DumpFile, iter_records
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 
@@ -83,13 +84,10 @@ def test_master_year_is_an_int() -> None:
 
 
 def test_progress_reaches_the_whole_file() -> None:
-    progress: list[Progress] = []
-    records = iter_raw(sample(DataType.LABELS), progress)
-    next(records)
-    assert 0.0 < progress[0].fraction <= 1.0
-    for _ in records:
-        pass
-    assert progress[0].fraction == 1.0
+    fractions = [c.fraction for c in cut(sample(DataType.LABELS), max_records=100, max_bytes=1)]
+    assert 0.0 < fractions[0] <= 1.0
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == 1.0
 
 
 def test_truncated_gzip_names_file_and_position(tmp_path: Path) -> None:
