@@ -24,15 +24,11 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractQueue,
-    AbstractRobustConnection,
 )
 
-from common import frames
 from common.batching import Rejection
 from common.inbound import Inbound
 from common.records import DataType
-from common.retry import backoff_delay
-from common.settings import redact_url
 
 log = structlog.get_logger(__name__)
 
@@ -63,29 +59,6 @@ class Names:
 
     def dead_letter_queue(self, data_type: DataType) -> str:
         return f"{self.prefix}-{self.service}-{data_type.value}-dlq"
-
-
-async def connect(urls: Sequence[str], *, stop: asyncio.Event) -> AbstractRobustConnection | None:
-    """Connect to the first broker that answers, retrying with backoff until ``stop`` is set.
-
-    Returns None if stopped first. The connection is robust: after a broker restart it
-    reconnects and restores its channels, queues and consumers by itself. Its frames are
-    read by :class:`common.frames.BufferedFrameReceiver` wherever
-    :func:`common.frames.install` can put it in place.
-    """
-    frames.install()
-    attempt = 0
-    while not stop.is_set():
-        for url in urls:
-            try:
-                return await aio_pika.connect_robust(url, timeout=10)
-            except (aio_pika.exceptions.AMQPConnectionError, OSError, TimeoutError) as e:
-                log.warning("amqp connect failed", url=redact_url(url), error=str(e))
-        attempt += 1
-        delay = backoff_delay(attempt, base=0.5)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
-    return None
 
 
 @dataclass(frozen=True, slots=True)

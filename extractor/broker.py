@@ -5,19 +5,38 @@ publisher confirms and ``on_return_raises``: a message the broker returns (no qu
 or nacks is a :class:`PublishFailed`, never a silent loss. Up to ``max_in_flight`` messages
 (and ``max_in_flight_bytes`` of bodies) await their confirms at once, which is what makes
 publishing fast; the bound keeps memory flat. The producer declares exchanges only.
+
+``url`` may list the nodes of a cluster, comma-separated. When the connection is lost
+(its node stopped or died), the publisher connects to another node of the list
+(:mod:`common.failover`), declares the exchanges there, and every message that was not
+confirmed is published again: some may then arrive twice, which the consumers' idempotent
+writes absorb. Only when no node answers within ``confirm_timeout`` does it fail.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 
 import aio_pika
+import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aio_pika.exceptions import AMQPError, DeliveryError, PublishError
 
+from common.failover import Clock, NodeRing, open_any
 from common.lifecycle import AsyncResource
 from common.records import DataType
 from common.settings import redact_url
+
+log = structlog.get_logger("extractor")
+
+# What opening or closing a connection raises when its node is down or going.
+_LOST = (AMQPError, OSError, RuntimeError)
+# Failovers one message may go through before the publisher gives up on it (a message the
+# broker closes the connection over, again and again, would otherwise loop for ever).
+_MAX_ATTEMPTS = 10
+Opened = tuple[AbstractConnection, dict[DataType, AbstractExchange]]
 
 
 class PublishFailed(Exception):
@@ -35,8 +54,16 @@ class ConfirmingPublisher(AsyncResource):
         max_in_flight: int = 512,
         max_in_flight_bytes: int = 64 * 1024 * 1024,
         confirm_timeout: float = 120.0,
+        clock: Clock = time.monotonic,
+        name: str = "extractor",
     ) -> None:
-        self._url = url
+        self._where = redact_url(url)
+        self._ring = NodeRing([u.strip() for u in url.split(",") if u.strip()])
+        self._clock = clock
+        self._name = name  # the connection's name, as the broker's management lists it
+        self._generation = 0  # connections opened so far
+        self._reconnecting = asyncio.Lock()
+        self._unreachable: PublishFailed | None = None
         self._prefix = prefix
         self._max_in_flight = max(1, max_in_flight)
         self._max_bytes = max(1, max_in_flight_bytes)
@@ -53,25 +80,67 @@ class ConfirmingPublisher(AsyncResource):
         return f"{self._prefix}-{data_type.value}"
 
     async def open(self) -> None:
-        """Connect and declare the four durable fanout exchanges."""
-        where = redact_url(self._url)
-        try:
-            self._connection = await aio_pika.connect(
-                self._url, timeout=10, client_properties={"connection_name": "extractor"}
-            )
-        except (AMQPError, OSError, TimeoutError) as e:
-            raise PublishFailed(f"cannot connect to RabbitMQ at {where}: {e}") from e
-        try:
-            channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-            await self._declare(channel)
-        except (AMQPError, OSError, TimeoutError) as e:
-            raise PublishFailed(f"cannot declare the exchanges on {where}: {e}") from e
+        """Connect to the first node that answers and declare the four durable fanout exchanges."""
+        opened = await open_any(
+            self._ring,
+            self._open_node,
+            errors=_LOST,
+            sleep=_sleep,
+            clock=self._clock,
+            give_up_after=0,
+        )
+        if opened is None:
+            raise PublishFailed(f"cannot connect to RabbitMQ at {self._where}")
+        self._connection, self._exchanges = opened
 
-    async def _declare(self, channel: AbstractChannel) -> None:
-        for data_type in DataType:
-            self._exchanges[data_type] = await channel.declare_exchange(
+    async def _open_node(self, url: str) -> Opened:
+        connection = await aio_pika.connect(
+            url, timeout=10, client_properties={"connection_name": self._name}
+        )
+        try:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            return connection, await self._declare(channel)
+        except BaseException:
+            with contextlib.suppress(*_LOST):
+                await connection.close()
+            raise
+
+    async def _declare(self, channel: AbstractChannel) -> dict[DataType, AbstractExchange]:
+        return {
+            data_type: await channel.declare_exchange(
                 self.exchange_name(data_type), aio_pika.ExchangeType.FANOUT, durable=True
             )
+            for data_type in DataType
+        }
+
+    async def _failover(self, generation: int, error: BaseException) -> None:
+        """Replace the connection ``generation`` was published on, unless already done."""
+        async with self._reconnecting:
+            if self._unreachable is not None:
+                raise self._unreachable
+            if self._generation != generation:
+                return  # another message's failure reconnected already
+            log.warning("broker connection lost", error=repr(error), unconfirmed=self.in_flight)
+            old, self._connection = self._connection, None
+            if old is not None:
+                with contextlib.suppress(*_LOST):
+                    await asyncio.wait_for(old.close(), timeout=5)
+            opened = await open_any(
+                self._ring,
+                self._open_node,
+                errors=_LOST,
+                sleep=_sleep,
+                clock=self._clock,
+                give_up_after=self._timeout,
+            )
+            if opened is None:
+                self._unreachable = PublishFailed(
+                    f"lost the broker and no node of {self._where} answered "
+                    f"within {self._timeout:g} s"
+                )
+                raise self._unreachable
+            self._connection, self._exchanges = opened
+            self._generation += 1
 
     async def publish(self, data_type: DataType, body: bytes) -> None:
         """Start publishing ``body``; waits only while the window is full.
@@ -141,16 +210,39 @@ class ConfirmingPublisher(AsyncResource):
             )
 
     async def _publish_one(self, data_type: DataType, body: bytes) -> None:
-        name = self.exchange_name(data_type)
+        """Publish until confirmed, on a new connection after each one lost."""
+        for _ in range(_MAX_ATTEMPTS):
+            generation = self._generation
+            try:
+                await self._publish_on(self._exchanges[data_type], body)
+                return
+            except PublishFailed:
+                raise
+            except asyncio.CancelledError as e:
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise  # cancelled by close(), not by the driver's channel closing
+                await self._failover(generation, e)
+            except Exception as e:  # noqa: BLE001 - the driver rejects pending confirms of a
+                # closed channel with its close reason, which may be any exception (even a
+                # bare Exception); attempts are bounded, so a bug fails after a few rounds.
+                await self._failover(generation, e)
+        raise PublishFailed(
+            f"publishing to {self.exchange_name(data_type)!r} failed on {_MAX_ATTEMPTS} "
+            "connections in a row"
+        )
+
+    async def _publish_on(self, exchange: AbstractExchange, body: bytes) -> None:
+        """One attempt; the broker's refusals are :class:`PublishFailed`, a lost connection
+        is what the driver raises."""
+        name = exchange.name
         message = aio_pika.Message(
             body,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             content_type="application/json",
         )
         try:
-            await self._exchanges[data_type].publish(
-                message, routing_key="", mandatory=True, timeout=self._timeout
-            )
+            await exchange.publish(message, routing_key="", mandatory=True, timeout=self._timeout)
         except PublishError as e:
             raise PublishFailed(
                 f"the broker returned a message as unroutable ({_reason(e)}): "
@@ -162,8 +254,11 @@ class ConfirmingPublisher(AsyncResource):
             raise PublishFailed(
                 f"no confirm from the broker within {self._timeout:g} s for {name!r}"
             ) from e
-        except (AMQPError, OSError) as e:
-            raise PublishFailed(f"publishing to {name!r} failed: {e!r}") from e
+
+
+async def _sleep(seconds: float) -> bool:
+    await asyncio.sleep(seconds)
+    return True
 
 
 def _reason(error: PublishError) -> str:

@@ -82,7 +82,7 @@ def _publish(args: argparse.Namespace, settings: ExtractorSettings) -> None:
         max_in_flight=args.max_in_flight,
         confirm_timeout=args.confirm_timeout,
     )
-    url = settings.amqp_urls()[0]
+    url = ",".join(settings.amqp_urls())  # every node: the publisher fails over between them
     log.info("broker", url=redact_url(url), prefix=settings.discogs_exchange_prefix)
     asyncio.run(
         publish_dumps(dumps, url=url, prefix=settings.discogs_exchange_prefix, options=options)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -91,11 +92,12 @@ async def test_acks_only_after_commit_and_redelivers_after_a_crash(
         )
         await eventually(lambda: len(held.started) >= 5, what="a write started")
         # Crash: the connection drops while the write is still open; nothing was acked.
-        assert running.service._connection is not None
+        link = running.service._link
+        assert link is not None
         running.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running.task
-        await running.service._connection.close()
+        await link.close()
         running.stop.set()
     assert held.count(DataType.ARTISTS) == 0
     queue = names.queue(DataType.ARTISTS)
@@ -296,6 +298,30 @@ async def test_consumption_resumes_after_the_broker_drops_the_connection(
         )
         await eventually(lambda: running.service._health()[0], what="healthy again")
         assert not running.task.done()
+    queue = Names(exchange_prefix, "testsvc").queue(DataType.ARTISTS)
+    await eventually(lambda: _count_is(amqp_connection, queue, 0), what="all acked")
+
+
+async def test_a_dead_node_in_the_list_is_passed_over_and_a_lost_connection_reopened(
+    start_service: StartService,
+    amqp_connection: aio_pika.abc.AbstractConnection,
+    exchange_prefix: str,
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on: a cluster node that is down
+        s.bind(("127.0.0.1", 0))
+        dead = f"amqp://u:p@127.0.0.1:{s.getsockname()[1]}/"
+    name = f"{exchange_prefix}-svc"
+    live = f"{servers.AMQP_URL}?name={name}"
+    writer = RecordingWriter()
+    async with start_service(writer, amqp_url=f"{dead},{live}") as running:
+        health = running.service._health()[1]
+        assert health["node"] == "127.0.0.1:5672"
+        await publish(amqp_connection, exchange_prefix, DataType.ARTISTS, artist(1))
+        await eventually(lambda: writer.count(DataType.ARTISTS) == 1, what="consumed")
+        assert await close_connections(name) == 1
+        # The next node of the list (the dead one) is tried first, then the live one again.
+        await publish(amqp_connection, exchange_prefix, DataType.ARTISTS, artist(2))
+        await eventually(lambda: writer.count(DataType.ARTISTS) == 2, within=30, what="resumed")
     queue = Names(exchange_prefix, "testsvc").queue(DataType.ARTISTS)
     await eventually(lambda: _count_is(amqp_connection, queue, 0), what="all acked")
 
