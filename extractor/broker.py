@@ -33,14 +33,19 @@ log = structlog.get_logger("extractor")
 
 # What opening or closing a connection raises when its node is down or going.
 _LOST = (AMQPError, OSError, RuntimeError)
-# Failovers one message may go through before the publisher gives up on it (a message the
-# broker closes the connection over, again and again, would otherwise loop for ever).
+# Lost connections one message may go through before the publisher gives up on it (a
+# message the broker closes the connection over, again and again, would loop for ever).
 _MAX_ATTEMPTS = 10
+_NACK_RETRY_CAP = 2.0  # seconds before publishing a nacked message again, at most
 Opened = tuple[AbstractConnection, dict[DataType, AbstractExchange]]
 
 
 class PublishFailed(Exception):
     """The broker did not take a message (or could not be reached); ``str(e)`` is one line."""
+
+
+class Nacked(PublishFailed):
+    """The broker nacked a message (it did not take it); publishing it again may succeed."""
 
 
 class ConfirmingPublisher(AsyncResource):
@@ -120,7 +125,9 @@ class ConfirmingPublisher(AsyncResource):
                 raise self._unreachable
             if self._generation != generation:
                 return  # another message's failure reconnected already
-            log.warning("broker connection lost", error=repr(error), unconfirmed=self.in_flight)
+            log.warning(
+                "reconnecting to the broker", reason=repr(error), unconfirmed=self.in_flight
+            )
             old, self._connection = self._connection, None
             if old is not None:
                 with contextlib.suppress(*_LOST):
@@ -210,27 +217,47 @@ class ConfirmingPublisher(AsyncResource):
             )
 
     async def _publish_one(self, data_type: DataType, body: bytes) -> None:
-        """Publish until confirmed, on a new connection after each one lost."""
-        for _ in range(_MAX_ATTEMPTS):
+        """Publish until confirmed: on a new connection after each one lost, and again
+        after a nack while the broker still takes messages within ``confirm_timeout``."""
+        failovers = nacks = 0
+        first_nack = 0.0
+        while True:
             generation = self._generation
             try:
                 await self._publish_on(self._exchanges[data_type], body)
                 return
+            except Nacked as e:
+                # A quorum queue whose leader's node died refuses messages until its other
+                # members elect a new leader, and a channel may go on refusing after that
+                # (seen with RabbitMQ 3.10 in the cluster fault test): after a pause, publish
+                # again on a connection to the next node.
+                nacks += 1
+                first_nack = first_nack or self._clock()
+                if self._clock() - first_nack >= self._timeout:
+                    raise
+                await asyncio.sleep(min(_NACK_RETRY_CAP, 0.05 * 2**nacks))
+                await self._failover(generation, e)
             except PublishFailed:
                 raise
             except asyncio.CancelledError as e:
                 task = asyncio.current_task()
                 if task is None or task.cancelling():
                     raise  # cancelled by close(), not by the driver's channel closing
+                failovers = self._count_failover(failovers, data_type)
                 await self._failover(generation, e)
             except Exception as e:  # noqa: BLE001 - the driver rejects pending confirms of a
                 # closed channel with its close reason, which may be any exception (even a
                 # bare Exception); attempts are bounded, so a bug fails after a few rounds.
+                failovers = self._count_failover(failovers, data_type)
                 await self._failover(generation, e)
-        raise PublishFailed(
-            f"publishing to {self.exchange_name(data_type)!r} failed on {_MAX_ATTEMPTS} "
-            "connections in a row"
-        )
+
+    def _count_failover(self, failovers: int, data_type: DataType) -> int:
+        if failovers + 1 >= _MAX_ATTEMPTS:
+            raise PublishFailed(
+                f"publishing to {self.exchange_name(data_type)!r} failed on {_MAX_ATTEMPTS} "
+                "connections in a row"
+            )
+        return failovers + 1
 
     async def _publish_on(self, exchange: AbstractExchange, body: bytes) -> None:
         """One attempt; the broker's refusals are :class:`PublishFailed`, a lost connection
@@ -249,7 +276,7 @@ class ConfirmingPublisher(AsyncResource):
                 f"no queue is bound to exchange {name!r}; start the consumers first"
             ) from e
         except DeliveryError as e:
-            raise PublishFailed(f"the broker refused (nacked) a message to {name!r}") from e
+            raise Nacked(f"the broker refused (nacked) a message to {name!r}") from e
         except TimeoutError as e:
             raise PublishFailed(
                 f"no confirm from the broker within {self._timeout:g} s for {name!r}"

@@ -184,7 +184,7 @@ async def test_a_lost_connection_is_reopened_and_the_unconfirmed_published_again
     received = await drain(DataType.LABELS, queues[DataType.LABELS])
     ids = received.records()
     assert set(ids) == {r.id for r in records}  # every one, some maybe twice
-    lost = [e for e in logs if e["event"] == "broker connection lost"]
+    lost = [e for e in logs if e["event"] == "reconnecting to the broker"]
     assert len(lost) == 1
     assert [e["event"] for e in logs if e.get("new_node")] == ["amqp failover"]
 
