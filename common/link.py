@@ -15,11 +15,14 @@ import time
 from collections.abc import Sequence
 
 import aio_pika
+import aiormq
 import structlog
 from aio_pika.abc import AbstractConnection
 
 from common import frames
+from common.amqp import SETTLE_ERRORS
 from common.failover import Clock, NodeRing, node_of, open_any
+from common.inbound import ChannelLost
 from common.lifecycle import AsyncResource
 
 log = structlog.get_logger(__name__)
@@ -103,3 +106,11 @@ class BrokerLink(AsyncResource):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
         return not self._stop.is_set()
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether a consuming task ended because its channel or connection went (consume
+    again elsewhere), not because the broker refused the queue (a missing queue is fatal)."""
+    if isinstance(error, aiormq.exceptions.ChannelNotFoundEntity):
+        return False
+    return isinstance(error, (ChannelLost, *SETTLE_ERRORS))

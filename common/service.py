@@ -1,11 +1,10 @@
 """The consumer lifecycle both services share.
 
-Start: health endpoint, broker connection (retried until a node of the cluster answers),
-topology, one consuming task per data type. A lost connection is replaced by one to any
-node (:mod:`common.link`) and consuming resumes there, while the batches held go on.
-Stop (first SIGTERM/SIGINT, or a fatal error): stop
-consuming, drain the batches, settle, close the channel and connection, all within
-``shutdown_timeout``; a second signal exits at once.
+Start: health endpoint, broker connection (to the first node that answers), topology, one
+consuming task per data type; a lost connection is replaced by one to the next node
+(:mod:`common.link`) while the batches held go on. Stop (first SIGTERM/SIGINT, or a fatal
+error): stop consuming, drain the batches, settle, close the channel and connection, all
+within ``shutdown_timeout``; a second signal exits at once.
 """
 
 from __future__ import annotations
@@ -23,10 +22,10 @@ from common.amqp import SETTLE_ERRORS, AckWindow, Names, declare_topology
 from common.batching import BatchProcessor
 from common.consumer import Decoding, MessageHandler, discard
 from common.decoding import Decoder, Projection
-from common.entry import install_signal_handlers, retry_until, run_main
+from common.entry import retry_until, run_main
 from common.health import HealthServer
 from common.inbound import ChannelLost, ConsumerLost, Inbound, QueueConsumer
-from common.link import BrokerLink
+from common.link import BrokerLink, connection_lost
 from common.metrics import Metrics
 from common.records import DataType
 from common.settings import CommonSettings
@@ -35,14 +34,7 @@ from common.watch import ProgressLog, QueueDepths
 
 log = structlog.get_logger(__name__)
 
-__all__ = [
-    "EXIT_FAILED",
-    "EXIT_OK",
-    "Service",
-    "install_signal_handlers",
-    "retry_until",
-    "run_main",
-]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "Service", "retry_until", "run_main"]
 
 # With batch messages, at least this many are prefetched so the next batch is always near.
 _MIN_BATCH_PREFETCH = 4
@@ -255,11 +247,14 @@ class Service:
             log.error("stopping after a fatal batch error", service=self.name)
             return EXIT_FAILED
         for task in done:
-            if task in tasks and not task.cancelled() and task.exception() is not None:
-                if isinstance(task.exception(), ChannelLost) and not stop.is_set():
-                    return None
-                log.error("consumer failed", service=self.name, error=repr(task.exception()))
-                return EXIT_FAILED
+            if task not in tasks or task.cancelled() or (error := task.exception()) is None:
+                continue
+            if connection_lost(error):
+                if stop.is_set():
+                    continue  # stopping anyway
+                return None
+            log.error("consumer failed", service=self.name, error=repr(error))
+            return EXIT_FAILED
         return EXIT_OK
 
     async def _shutdown(

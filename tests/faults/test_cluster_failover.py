@@ -10,7 +10,9 @@ sockets reset). tableinator writes to a throwaway PostgreSQL database.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -33,13 +35,15 @@ RESUME_LIMIT_S = 15.0
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("rabbit-cluster"))
-    c.script("up", str(c.folder))
+def cluster() -> Iterator[Cluster]:
+    # Not under pytest's basetemp: another pytest run may prune that while the nodes run.
+    c = Cluster(Path(tempfile.mkdtemp(prefix="rabbit-cluster-")))
     try:
+        c.script("up", str(c.folder))
         yield c
     finally:
         c.script("down", str(c.folder))
+        shutil.rmtree(c.folder, ignore_errors=True)
 
 
 def faults(cluster: Cluster) -> dict[str, Callable[[str], None]]:

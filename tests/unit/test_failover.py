@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import itertools
 
+import aiormq
 import pytest
 import structlog
 
 from common.failover import NodeRing, node_of, open_any
+from common.inbound import ChannelLost
+from common.link import connection_lost
 
 A, B, C = (f"amqp://u:secret@{h}:{p}/" for h, p in [("a", 5681), ("b", 5682), ("c", 5683)])
 
@@ -148,3 +151,19 @@ def test_node_of_is_host_and_port_only(url: str, node: str) -> None:
 def test_an_empty_list_is_refused() -> None:
     with pytest.raises(ValueError, match="no broker URL"):
         NodeRing([])
+
+
+@pytest.mark.parametrize(
+    ("error", "lost"),
+    [
+        (ChannelLost("channel closed"), True),
+        (ConnectionResetError(), True),
+        (aiormq.exceptions.ChannelInvalidStateError("closed"), True),
+        (aiormq.exceptions.ChannelNotFoundEntity("no queue"), False),
+        (ValueError("a bug"), False),
+    ],
+)
+def test_only_a_lost_channel_or_connection_means_consume_elsewhere(
+    error: BaseException, lost: bool
+) -> None:
+    assert connection_lost(error) is lost
