@@ -20,6 +20,15 @@ PRIMARY_PORT=5451
 STANDBY_PORT=5452
 ROLE=discogs
 
+# Installs Debian's package when its binaries are missing (`make services` in Docker mode
+# does not install them on the machine).
+need() {
+  [[ -x $1 ]] && return 0
+  log "installing $2 from Debian's packages"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+
 log() { echo "[pg_pair] $*" >&2; }
 as_pg() { runuser -u postgres -- "$@"; }
 
@@ -35,6 +44,7 @@ pg_start() {
 
 up() {
   local dir=$1 port
+  need "$BIN/initdb" postgresql-15
   DIR=$dir
   for port in $PRIMARY_PORT $STANDBY_PORT; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

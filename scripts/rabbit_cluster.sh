@@ -20,6 +20,15 @@ NODES=(a b c)
 USER_NAME=discogs
 USER_PASSWORD=discogs
 
+# Installs Debian's package when its binaries are missing (`make services` in Docker mode
+# does not install them on the machine).
+need() {
+  [[ -x $1 ]] && return 0
+  log "installing $2 from Debian's packages"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+
 log() { echo "[rabbit_cluster] $*" >&2; }
 
 index_of() {
@@ -83,6 +92,7 @@ start_node() {
 
 up() {
   local dir=$1 node port
+  need "$RMQ_BIN/rabbitmq-server" rabbitmq-server
   for port in 5681 5682 5683 25681 25682 25683; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       log "port $port is in use (a cluster left running? scripts/rabbit_cluster.sh down DIR)"
