@@ -7,41 +7,32 @@ or nacks is a :class:`PublishFailed`, never a silent loss. Up to ``max_in_flight
 publishing fast; the bound keeps memory flat. The producer declares exchanges only.
 
 ``url`` may list the nodes of a cluster, comma-separated. When the connection is lost
-(its node stopped or died), the publisher connects to another node of the list
-(:mod:`common.failover`), declares the exchanges there, and every message that was not
-confirmed is published again: some may then arrive twice, which the consumers' idempotent
-writes absorb. Only when no node answers within ``confirm_timeout`` does it fail.
+(its node stopped or died), the publisher goes on through another node
+(:mod:`extractor.brokerlink`), and every message that was not confirmed is published
+again: some may then arrive twice, which the consumers' idempotent writes absorb. Only
+when no node answers within ``confirm_timeout`` does it fail.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import aio_pika
-import structlog
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
-from aio_pika.exceptions import AMQPError, DeliveryError, PublishError
+from aio_pika.abc import AbstractExchange
+from aio_pika.exceptions import DeliveryError, PublishError
 
-from common.failover import Clock, NodeRing, open_any
+from common.failover import Clock
 from common.lifecycle import AsyncResource
 from common.records import DataType
-from common.settings import redact_url
+from extractor.brokerlink import PublisherLink, PublishFailed
 
-log = structlog.get_logger("extractor")
+__all__ = ["ConfirmingPublisher", "Nacked", "PublishFailed"]
 
-# What opening or closing a connection raises when its node is down or going.
-_LOST = (AMQPError, OSError, RuntimeError)
 # Lost connections one message may go through before the publisher gives up on it (a
 # message the broker closes the connection over, again and again, would loop for ever).
 _MAX_ATTEMPTS = 10
 _NACK_RETRY_CAP = 2.0  # seconds before publishing a nacked message again, at most
-Opened = tuple[AbstractConnection, dict[DataType, AbstractExchange]]
-
-
-class PublishFailed(Exception):
-    """The broker did not take a message (or could not be reached); ``str(e)`` is one line."""
 
 
 class Nacked(PublishFailed):
@@ -62,19 +53,11 @@ class ConfirmingPublisher(AsyncResource):
         clock: Clock = time.monotonic,
         name: str = "extractor",
     ) -> None:
-        self._where = redact_url(url)
-        self._ring = NodeRing([u.strip() for u in url.split(",") if u.strip()])
+        self._link = PublisherLink(url, prefix, timeout=confirm_timeout, name=name, clock=clock)
         self._clock = clock
-        self._name = name  # the connection's name, as the broker's management lists it
-        self._generation = 0  # connections opened so far
-        self._reconnecting = asyncio.Lock()
-        self._unreachable: PublishFailed | None = None
-        self._prefix = prefix
         self._max_in_flight = max(1, max_in_flight)
         self._max_bytes = max(1, max_in_flight_bytes)
         self._timeout = confirm_timeout
-        self._connection: AbstractConnection | None = None
-        self._exchanges: dict[DataType, AbstractExchange] = {}
         self._in_flight: dict[asyncio.Future[None], int] = {}
         self._bytes = 0
         self._failure: PublishFailed | None = None
@@ -82,79 +65,18 @@ class ConfirmingPublisher(AsyncResource):
         self._closed = False
 
     def exchange_name(self, data_type: DataType) -> str:
-        return f"{self._prefix}-{data_type.value}"
+        return self._link.exchange_name(data_type)
 
     async def open(self) -> None:
         """Connect to the first node that answers and declare the four durable fanout exchanges."""
-        opened = await open_any(
-            self._ring,
-            self._open_node,
-            errors=_LOST,
-            sleep=_sleep,
-            clock=self._clock,
-            give_up_after=0,
-        )
-        if opened is None:
-            raise PublishFailed(f"cannot connect to RabbitMQ at {self._where}")
-        self._connection, self._exchanges = opened
-
-    async def _open_node(self, url: str) -> Opened:
-        connection = await aio_pika.connect(
-            url, timeout=10, client_properties={"connection_name": self._name}
-        )
-        try:
-            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            return connection, await self._declare(channel)
-        except BaseException:
-            with contextlib.suppress(*_LOST):
-                await connection.close()
-            raise
-
-    async def _declare(self, channel: AbstractChannel) -> dict[DataType, AbstractExchange]:
-        return {
-            data_type: await channel.declare_exchange(
-                self.exchange_name(data_type), aio_pika.ExchangeType.FANOUT, durable=True
-            )
-            for data_type in DataType
-        }
-
-    async def _failover(self, generation: int, error: BaseException) -> None:
-        """Replace the connection ``generation`` was published on, unless already done."""
-        async with self._reconnecting:
-            if self._unreachable is not None:
-                raise self._unreachable
-            if self._generation != generation:
-                return  # another message's failure reconnected already
-            log.warning(
-                "reconnecting to the broker", reason=repr(error), unconfirmed=self.in_flight
-            )
-            old, self._connection = self._connection, None
-            if old is not None:
-                with contextlib.suppress(*_LOST):
-                    await asyncio.wait_for(old.close(), timeout=5)
-            opened = await open_any(
-                self._ring,
-                self._open_node,
-                errors=_LOST,
-                sleep=_sleep,
-                clock=self._clock,
-                give_up_after=self._timeout,
-            )
-            if opened is None:
-                self._unreachable = PublishFailed(
-                    f"lost the broker and no node of {self._where} answered "
-                    f"within {self._timeout:g} s"
-                )
-                raise self._unreachable
-            self._connection, self._exchanges = opened
-            self._generation += 1
+        await self._link.open()
 
     async def publish(self, data_type: DataType, body: bytes) -> None:
         """Start publishing ``body``; waits only while the window is full.
 
         Raises the first failure of any earlier message.
         """
-        if not self._exchanges or self._closed:
+        if not self._link.exchanges or self._closed:
             raise RuntimeError("ConfirmingPublisher is not open")
         await self._make_room(len(body))
         task = asyncio.ensure_future(self._publish_one(data_type, body))
@@ -183,8 +105,7 @@ class ConfirmingPublisher(AsyncResource):
                 task.cancel()
             if self._in_flight:
                 await asyncio.wait(list(self._in_flight))
-        if self._connection is not None:
-            await self._connection.close()
+        await self._link.close()
 
     async def _make_room(self, size: int) -> None:
         self._raise_failure()
@@ -222,9 +143,9 @@ class ConfirmingPublisher(AsyncResource):
         failovers = nacks = 0
         first_nack = 0.0
         while True:
-            generation = self._generation
+            generation = self._link.generation
             try:
-                await self._publish_on(self._exchanges[data_type], body)
+                await self._publish_on(self._link.exchanges[data_type], body)
                 return
             except Nacked as e:
                 # A quorum queue whose leader's node died refuses messages until its other
@@ -236,7 +157,7 @@ class ConfirmingPublisher(AsyncResource):
                 if self._clock() - first_nack >= self._timeout:
                     raise
                 await asyncio.sleep(min(_NACK_RETRY_CAP, 0.05 * 2**nacks))
-                await self._failover(generation, e)
+                await self._link.failover(generation, e)
             except PublishFailed:
                 raise
             except asyncio.CancelledError as e:
@@ -244,12 +165,12 @@ class ConfirmingPublisher(AsyncResource):
                 if task is None or task.cancelling():
                     raise  # cancelled by close(), not by the driver's channel closing
                 failovers = self._count_failover(failovers, data_type)
-                await self._failover(generation, e)
+                await self._link.failover(generation, e)
             except Exception as e:  # noqa: BLE001 - the driver rejects pending confirms of a
                 # closed channel with its close reason, which may be any exception (even a
                 # bare Exception); attempts are bounded, so a bug fails after a few rounds.
                 failovers = self._count_failover(failovers, data_type)
-                await self._failover(generation, e)
+                await self._link.failover(generation, e)
 
     def _count_failover(self, failovers: int, data_type: DataType) -> int:
         if failovers + 1 >= _MAX_ATTEMPTS:
@@ -281,11 +202,6 @@ class ConfirmingPublisher(AsyncResource):
             raise PublishFailed(
                 f"no confirm from the broker within {self._timeout:g} s for {name!r}"
             ) from e
-
-
-async def _sleep(seconds: float) -> bool:
-    await asyncio.sleep(seconds)
-    return True
 
 
 def _reason(error: PublishError) -> str:
