@@ -27,7 +27,6 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from common import frames
 from common.batching import Rejection
 from common.inbound import Inbound
 from common.records import DataType
@@ -71,11 +70,8 @@ async def connect(urls: Sequence[str], *, stop: asyncio.Event) -> AbstractRobust
     """Connect to the first broker that answers, retrying with backoff until ``stop`` is set.
 
     Returns None if stopped first. The connection is robust: after a broker restart it
-    reconnects and restores its channels, queues and consumers by itself. Its frames are
-    read by :class:`common.frames.BufferedFrameReceiver` wherever
-    :func:`common.frames.install` can put it in place.
+    reconnects and restores its channels, queues and consumers by itself.
     """
-    frames.install()
 
     async def attempt() -> AbstractRobustConnection:
         error: BaseException = ConnectionError("no broker URL")
