@@ -75,7 +75,8 @@ class BatchProcessor:
         self._clock = clock
         self._buffers = {t: TypeBuffer() for t in DataType}
         self._room = _Room(config.max_pending)
-        self._timer = FlushTimer(clock, config.flush_interval, self._flush_due)
+        due = functools.partial(self._start_writes, full_only=False)
+        self._timer = FlushTimer(clock, config.flush_interval, due)
         self._scheduler = WriteScheduler(
             limit=config.max_concurrent_flushes, serial_types=config.serial_types, service=service
         )
@@ -130,8 +131,7 @@ class BatchProcessor:
         if not records:
             await self._resolve(ticket)
             return
-        buffer = self._buffers[data_type]
-        now = self._clock.now()
+        buffer, now = self._buffers[data_type], self._clock.now()
         buffer.extend(Item(record, ticket, now) for record in records)
         if len(buffer) >= self._cfg.batch_size:
             self._start_writes(data_type, full_only=True)
@@ -170,18 +170,12 @@ class BatchProcessor:
         if self._closed:
             raise RuntimeError("BatchProcessor is closed")
 
-    def _flush_due(self, data_type: DataType) -> None:
-        self._start_writes(data_type, full_only=False)
-
     def _start_writes(self, data_type: DataType, *, full_only: bool) -> None:
-        buffer = self._buffers[data_type]
-        least = self._cfg.batch_size if full_only else 1
-        while len(buffer) >= least and self._scheduler.may_start(data_type):
+        buffer, size = self._buffers[data_type], self._cfg.batch_size
+        while len(buffer) >= (size if full_only else 1) and self._scheduler.may_start(data_type):
             # One-record messages keep writes of the batch size: then the consumer's own
             # loop is the busy part, and a larger write stalls it longer.
-            cap = self._cfg.batch_size
-            if buffer.head.ticket.batch:
-                cap = self._cfg.largest_write(data_type)
+            cap = self._cfg.largest_write(data_type) if buffer.head.ticket.batch else size
             items = buffer.take(cap)
             if not items:
                 break  # everything left waits for a running write of the same ids
@@ -199,10 +193,8 @@ class BatchProcessor:
     async def _ended(self, data_type: DataType, items: list[Item], succeeded: bool) -> None:
         try:
             if succeeded:
-                for item in items:
-                    item.ticket.remaining -= 1
-                    if item.ticket.remaining == 0:
-                        await self._resolve(item.ticket)
+                for ticket in Ticket.completed_by(items):
+                    await self._resolve(ticket)
         finally:
             self._buffers[data_type].release(items)
             # records held back for these ids may go now: by size, or by the timer
@@ -213,6 +205,5 @@ class BatchProcessor:
         """The one place a delivery is settled."""
         await ticket.delivery.settle(ticket.rejections)
         self._metrics.record_settled(ticket.data_type, ticket.size)
-        n_rejected = len(ticket.rejections)
-        if n_rejected:
-            self._metrics.record_dead_letter(ticket.data_type, n_rejected)
+        if ticket.rejections:
+            self._metrics.record_dead_letter(ticket.data_type, len(ticket.rejections))

@@ -44,6 +44,16 @@ class Ticket:
     batch: bool
     rejections: list[Rejection] = field(default_factory=list)
 
+    @staticmethod
+    def completed_by(written: list[Item]) -> list[Ticket]:
+        """Count ``written`` as ended; the tickets none of whose records remain."""
+        done = []
+        for item in written:
+            item.ticket.remaining -= 1
+            if item.ticket.remaining == 0:
+                done.append(item.ticket)
+        return done
+
     def reject(self, record: Record, reason: str) -> None:
         """``record`` will not be stored; a batch message keeps its other records."""
         body = _record_body(record) if self.batch else None
