@@ -56,10 +56,11 @@ def run_main(
         sys.stderr.write(f"{name}: {e}\n")
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    # With DECODE_WORKERS=0 batch messages are decoded on a thread; a short switch interval
-    # hands the interpreter back to the event loop often, so database round trips are not
-    # held up behind a decode.
-    sys.setswitchinterval(_SWITCH_INTERVAL_S)
+    if settings.decode_workers == 0:
+        # Batch messages are then decoded on a thread of this process: a short switch
+        # interval hands the interpreter back to the event loop often, so database round
+        # trips are not held up behind a decode. With workers the loop has it to itself.
+        sys.setswitchinterval(_SWITCH_INTERVAL_S)
     tune_gc()
     if warning := settings.prefetch_warning():
         log.warning("prefetch below batch size", detail=warning)

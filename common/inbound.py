@@ -2,9 +2,9 @@
 
 aio-pika hands each delivery to a consumer through an ``IncomingMessage`` (a dozen
 attributes set through a checking ``__setattr__``) and a task of its own, on top of the
-task aiormq already runs per delivery. With one-record messages that was 70 µs of the
-consumer's 170 µs a message for receiving alone (bench, releases). :class:`QueueConsumer`
-consumes on the channel's underlying aiormq channel and hands the callback an
+task aiormq already runs per delivery: with one-record messages, a large share of the
+consumer's time (docs/performance.md). :class:`QueueConsumer` consumes on the channel's
+underlying aiormq channel and hands the callback an
 :class:`Inbound`, which carries only what the runtime reads.
 
 A consumer lives on one channel of one connection. When that channel closes (its

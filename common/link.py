@@ -19,7 +19,6 @@ import aiormq
 import structlog
 from aio_pika.abc import AbstractConnection
 
-from common import frames
 from common.amqp import CONNECT_ERRORS, SETTLE_ERRORS
 from common.failover import Clock, NodeRing, node_of, open_any
 from common.inbound import ChannelLost
@@ -70,7 +69,6 @@ class BrokerLink(AsyncResource):
         the wait and its log line are those of every server's (:mod:`common.waiting`).
         Returns False if stopped first.
         """
-        frames.install()
         connection = await wait_for_server(
             "rabbitmq", self._one_round, errors=(ConnectionError,), stop=self._stop
         )
