@@ -54,7 +54,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Our frame reader and the consumer below aio-pika are the broker client's work too.
     (
         "broker client (aiormq, aio-pika, pamqp)",
-        ("aiormq/", "aio_pika/", "pamqp/", "common/frames.py", "common/inbound.py"),
+        ("aiormq/", "aio_pika/", "pamqp/", "common/inbound.py"),
     ),
     ("batching, settling, acks (common/)", ("common/",)),
     ("logging", ("structlog/", "logging/")),

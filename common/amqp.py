@@ -24,15 +24,11 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractQueue,
-    AbstractRobustConnection,
 )
 
-from common import frames
 from common.batching import Rejection
 from common.inbound import Inbound
 from common.records import DataType
-from common.settings import redact_url
-from common.waiting import wait_for_server
 
 log = structlog.get_logger(__name__)
 
@@ -65,28 +61,6 @@ class Names:
 
     def dead_letter_queue(self, data_type: DataType) -> str:
         return f"{self.prefix}-{self.service}-{data_type.value}-dlq"
-
-
-async def connect(urls: Sequence[str], *, stop: asyncio.Event) -> AbstractRobustConnection | None:
-    """Connect to the first broker that answers, retrying with backoff until ``stop`` is set.
-
-    Returns None if stopped first. The connection is robust: after a broker restart it
-    reconnects and restores its channels, queues and consumers by itself. Its frames are
-    read by :class:`common.frames.BufferedFrameReceiver` wherever
-    :func:`common.frames.install` can put it in place.
-    """
-    frames.install()
-
-    async def attempt() -> AbstractRobustConnection:
-        error: BaseException = ConnectionError("no broker URL")
-        for url in urls:
-            try:
-                return await aio_pika.connect_robust(url, timeout=10)
-            except CONNECT_ERRORS as e:
-                error = ConnectionError(f"{redact_url(url)}: {e}")
-        raise error
-
-    return await wait_for_server("rabbitmq", attempt, errors=CONNECT_ERRORS, stop=stop)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,8 @@ from typing import TypeVar
 
 import orjson
 import structlog
-from aio_pika.abc import AbstractExchange
 
-from common.amqp import SETTLE_ERRORS, AckWindow, AmqpDelivery
+from common.amqp import SETTLE_ERRORS, AckWindow, AmqpDelivery, Topology
 from common.batching import BatchProcessor, Rejection
 from common.decoding import Decoder
 from common.inbound import Inbound
@@ -43,18 +42,26 @@ class MessageHandler:
         processor: BatchProcessor,
         writer: Writer,
         metrics: Metrics,
-        dlx: AbstractExchange,
-        dead_letter_depth: Callable[[DataType], Awaitable[int]],
         decoder: Decoder,
     ) -> None:
         self._service = service
         self._processor = processor
         self._writer = writer
         self._metrics = metrics
-        self._dlx = dlx
-        self._dead_letter_depth = dead_letter_depth
         self._decoder = decoder
+        self._topology: Topology | None = None
         self._file_started: dict[DataType, float] = {}
+
+    def use(self, topology: Topology) -> None:
+        """Dead-letter through ``topology`` (declared on the current connection) from now on;
+        deliveries of an earlier connection keep theirs, which fails: they are redelivered."""
+        self._topology = topology
+
+    @property
+    def topology(self) -> Topology:
+        if self._topology is None:
+            raise RuntimeError("MessageHandler has no topology yet")
+        return self._topology
 
     def start(self, data_type: DataType, message: Inbound) -> Decoding:
         """Begin decoding a delivery as it arrives; :meth:`handle` takes the result."""
@@ -72,7 +79,8 @@ class MessageHandler:
         ``decoding`` is what :meth:`start` returned for it; ``acks`` is the window of the
         channel ``message`` arrived on (already received).
         """
-        delivery = AmqpDelivery(message, dlx=self._dlx, data_type=data_type, acks=acks)
+        dlx = self.topology.dead_letter_exchange
+        delivery = AmqpDelivery(message, dlx=dlx, data_type=data_type, acks=acks)
         try:
             decoded = await decoding
         except InvalidMessage as e:
@@ -141,7 +149,7 @@ class MessageHandler:
     ) -> None:
         await self._processor.drain(data_type)
         depth = await self._retry(
-            "dead-letter depth", data_type, lambda: self._dead_letter_depth(data_type)
+            "dead-letter depth", data_type, lambda: self.topology.dead_letter_depth(data_type)
         )
         deleted = await self._retry(
             "extraction_complete",
@@ -168,7 +176,7 @@ class MessageHandler:
 
     async def _retry(self, step: str, data_type: DataType, call: Callable[[], Awaitable[_T]]) -> _T:
         """Completion work, retried with backoff while the database or the broker channel
-        is unavailable (the robust connection restores it): an outage must neither stop
+        is unavailable (the service reconnects to a node meanwhile): an outage must neither stop
         the consumer nor dead-letter the completion message."""
         attempt = 0
         while True:

@@ -23,7 +23,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import structlog
@@ -36,9 +36,8 @@ log = structlog.get_logger(__name__)
 
 # Decoded records are trees of dicts and lists without reference cycles, allocated by the
 # hundred thousand a second; at the default threshold (700) the cyclic collector runs
-# every few records and rescans everything still held in batches, which tripled the cost
-# of decoding a release. Collections stay on, only much rarer (cycles from the asyncio
-# and broker machinery are still freed).
+# every few records and rescans everything still held in batches. Collections stay on,
+# only much rarer (cycles from the asyncio and broker machinery are still freed).
 _GC_THRESHOLDS = (50_000, 20, 100)
 # Applied to every decoded record in the worker, before it is pickled back.
 Projection = Callable[[DataType, Record], Record]
@@ -90,8 +89,6 @@ class Decoder(AsyncResource):
         self._projection = projection
         self._inline_bytes = inline_bytes
         self._pool: ProcessPoolExecutor | None = None
-        # One per worker, done once that worker has started and imported the decoder.
-        self._booting: list[Future[None]] = []
         self._closed = False
 
     async def open(self) -> None:
@@ -123,7 +120,7 @@ class Decoder(AsyncResource):
         if self._inline(body):
             return self._call(data_type, body)
         pool = self._pool
-        if pool is None or not self._booted():
+        if pool is None:  # no workers, or closed
             return await asyncio.to_thread(self._call, data_type, body)
         loop = asyncio.get_running_loop()
         args = (data_type, body, self._max_bytes, self._projection)
@@ -136,14 +133,6 @@ class Decoder(AsyncResource):
                 await asyncio.to_thread(pool.shutdown, wait=False, cancel_futures=True)
                 self._start()
             return await asyncio.to_thread(self._call, data_type, body)
-
-    def _booted(self) -> bool:
-        """Whether every worker is up. Until then bodies are decoded on a thread: a spawned
-        worker takes a few tenths of a second to import, which the first batches would
-        otherwise wait out."""
-        if self._booting and all(f.done() for f in self._booting):
-            self._booting = []
-        return not self._booting
 
     def _inline(self, body: bytes) -> bool:
         """Small bodies are decoded on the loop; oversized ones are refused unread there."""
@@ -160,7 +149,8 @@ class Decoder(AsyncResource):
                 self._workers, mp_context=context, initializer=_init_worker
             )
             # Start them now, beside the service's start-up.
-            self._booting = [self._pool.submit(_ready) for _ in range(self._workers)]
+            for _ in range(self._workers):
+                self._pool.submit(_ready)
 
 
 def _init_worker() -> None:

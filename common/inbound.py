@@ -2,16 +2,17 @@
 
 aio-pika hands each delivery to a consumer through an ``IncomingMessage`` (a dozen
 attributes set through a checking ``__setattr__``) and a task of its own, on top of the
-task aiormq already runs per delivery. With one-record messages that was 70 µs of the
-consumer's 170 µs a message for receiving alone (bench, releases). :class:`QueueConsumer`
-consumes on the robust channel's underlying aiormq channel and hands the callback an
+task aiormq already runs per delivery: with one-record messages, a large share of the
+consumer's time (docs/performance.md). :class:`QueueConsumer` consumes on the channel's
+underlying aiormq channel and hands the callback an
 :class:`Inbound`, which carries only what the runtime reads.
 
-Reconnection stays aio-pika's: the robust connection reopens the channel (restoring its
-prefetch), and the channel's reopen callback consumes again on the new one. Deliveries of
-the old channel are void: the broker requeued them. A consumer the broker cancels (its
-queue was deleted), or a queue gone when consuming again, reaches the callback as a
-:class:`ConsumerLost`: the caller stops, since consuming again would only fail the same way.
+A consumer lives on one channel of one connection. When that channel closes (its
+connection was lost, or the broker closed it), the callback gets a :class:`ChannelLost`:
+the caller consumes again on a new connection (:mod:`common.link`). Deliveries of the
+lost channel are void: the broker requeued them. A consumer the broker cancels (its
+queue was deleted) reaches the callback as a :class:`ConsumerLost`: the caller stops,
+since consuming again would only fail the same way.
 """
 
 from __future__ import annotations
@@ -22,14 +23,13 @@ from typing import Any
 
 import aiormq
 import structlog
-from aio_pika.abc import AbstractRobustChannel
+from aio_pika.abc import AbstractChannel as Channel
 from aiormq.abc import AbstractChannel, DeliveredMessage
 from pamqp import commands
 
 log = structlog.get_logger(__name__)
 
-# What consuming again raises when the channel was lost once more meanwhile: the next
-# reopen consumes again.
+# What cancelling raises when the channel is already gone (the broker dropped the consumer).
 _LOST = (aiormq.exceptions.AMQPError, ConnectionError, TimeoutError)
 
 
@@ -64,17 +64,22 @@ class ConsumerLost(Exception):
     """The broker ended the consumer for good; ``str(e)`` says why."""
 
 
-OnMessage = Callable[[Inbound | ConsumerLost], None]
+class ChannelLost(Exception):
+    """The consumer's channel closed (its connection was lost): consume again elsewhere."""
+
+
+OnMessage = Callable[[Inbound | ConsumerLost | ChannelLost], None]
 
 
 class QueueConsumer:
-    """Consumes ``queue`` on ``channel`` until :meth:`cancel`, across reconnections.
+    """Consumes ``queue`` on ``channel`` until :meth:`cancel` or the channel closes.
 
     ``on_message`` is called in delivery order, with each :class:`Inbound`, and last
-    with a :class:`ConsumerLost` if the broker ends the consumer.
+    with a :class:`ConsumerLost` if the broker ends the consumer or a
+    :class:`ChannelLost` if the channel closes.
     """
 
-    def __init__(self, channel: AbstractRobustChannel, queue: str, on_message: OnMessage) -> None:
+    def __init__(self, channel: Channel, queue: str, on_message: OnMessage) -> None:
         self._channel = channel
         self._queue = queue
         self._on_message = on_message
@@ -84,8 +89,12 @@ class QueueConsumer:
 
     async def start(self) -> None:
         self._active = True
-        self._channel.reopen_callbacks.add(self._reopened)
-        await self._consume()
+        self._channel.close_callbacks.add(self._closed)
+        underlay = await self._channel.get_underlay_channel()
+        underlay.on_consumer_cancel_callbacks.add(self._cancelled)
+        self._underlay = underlay
+        ok = await underlay.basic_consume(self._queue, self._deliver)
+        self._tag = ok.consumer_tag
 
     async def cancel(self) -> None:
         """Stop consuming (idempotent); deliveries before the broker's cancel-ok have been
@@ -105,35 +114,21 @@ class QueueConsumer:
         self._on_message = _drop
 
     def _stop(self) -> None:
-        """No more consuming again on reopen, and no callbacks left on the channels (a
-        resized prefetch puts a new consumer on the same channel)."""
+        """No callbacks left on the channels (a resized prefetch puts a new consumer on the
+        same channel)."""
         self._active = False
-        self._channel.reopen_callbacks.discard(self._reopened)
+        self._channel.close_callbacks.discard(self._closed)
         if self._underlay is not None:
             self._underlay.on_consumer_cancel_callbacks.discard(self._cancelled)
         self._underlay = self._tag = None
 
-    async def _consume(self) -> None:
-        underlay = await self._channel.get_underlay_channel()
-        underlay.on_consumer_cancel_callbacks.add(self._cancelled)
-        ok = await underlay.basic_consume(self._queue, self._deliver)
-        self._underlay, self._tag = underlay, ok.consumer_tag
-
-    async def _reopened(self, _channel: object) -> None:
-        if not self._active:
-            return
-        try:
-            await self._consume()
-        except aiormq.exceptions.ChannelNotFoundEntity as e:
-            self._lost(f"queue {self._queue} is gone: {e}")
-            return
-        except _LOST as e:
-            log.warning("consume after reopen failed; next reopen retries", error=repr(e))
-            return
-        log.info("consuming again after reconnect", queue=self._queue)
-
     async def _deliver(self, message: DeliveredMessage) -> None:
         self._on_message(Inbound(message))
+
+    def _closed(self, _channel: object, error: BaseException | None) -> None:
+        if self._active:
+            self._active = False
+            self._on_message(ChannelLost(f"channel of {self._queue} closed: {error!r}"))
 
     def _cancelled(self, frame: commands.Basic.Cancel | commands.Basic.CancelOk) -> None:
         if (
@@ -150,5 +145,5 @@ class QueueConsumer:
         self._on_message(ConsumerLost(reason))
 
 
-def _drop(_message: Inbound | ConsumerLost) -> None:
+def _drop(_message: Inbound | ConsumerLost | ChannelLost) -> None:
     """The callback of a detached consumer."""

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -30,6 +30,7 @@ class TypeStats:
     added: int = 0
     unchanged: int = 0
     dead_lettered: int = 0
+    retries: int = 0  # transient write failures retried
     pending: int = 0
     batches: int = 0
     extraction_complete: str | None = None  # version of the last extraction_complete seen
@@ -66,32 +67,17 @@ class Metrics:
     )
 
     def __post_init__(self) -> None:
-        labels = ["data_type"]
-        r = self.registry
-        # Counted on every delivery: read from ``types`` when scraped, not kept twice.
-        r.register(_PerMessage(self.types))
-        self.written = Counter(
-            "records_written", "Records committed as new/changed", labels, registry=r
-        )
-        self.unchanged = Counter(
-            "records_unchanged", "Records whose hash matched", labels, registry=r
-        )
-        self.dead = Counter("records_dead_lettered", "Records sent to the DLQ", labels, registry=r)
-        self.retries = Counter(
-            "write_retries", "Transient write failures retried", labels, registry=r
-        )
+        # The counts live in ``types`` alone: /metrics reads them when scraped, as /health
+        # and the log lines do.
+        self.registry.register(_Totals(self.types))
         self.batch_seconds = Histogram(
             "batch_duration_seconds",
             "Time to commit one batch",
-            labels,
+            ["data_type"],
             buckets=_BUCKETS,
-            registry=r,
+            registry=self.registry,
         )
-        # Every type's series exist from the start (at zero), so a query never comes back
-        # empty merely because nothing was retried or dead-lettered yet.
-        for data_type in DataType:
-            for family in (self.written, self.unchanged, self.dead, self.retries):
-                family.labels(data_type.value)
+        for data_type in DataType:  # every type's series exists from the start
             self.batch_seconds.labels(data_type.value)
 
     def record_consumed(self, data_type: DataType, n: int) -> None:
@@ -111,8 +97,6 @@ class Metrics:
         stats.unchanged += unchanged
         stats.batches += 1
         stats.last_at = time.monotonic()
-        self.written.labels(data_type.value).inc(written)
-        self.unchanged.labels(data_type.value).inc(unchanged)
         self.batch_seconds.labels(data_type.value).observe(seconds)
 
     def record_settled(self, data_type: DataType, n: int) -> None:
@@ -121,10 +105,9 @@ class Metrics:
 
     def record_dead_letter(self, data_type: DataType, n: int = 1) -> None:
         self.types[data_type].dead_lettered += n
-        self.dead.labels(data_type.value).inc(n)
 
     def record_retry(self, data_type: DataType) -> None:
-        self.retries.labels(data_type.value).inc()
+        self.types[data_type].retries += 1
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return {
@@ -144,9 +127,9 @@ class Metrics:
         }
 
 
-class _PerMessage(Collector):
-    """The series read from the running totals at scrape time: consumed, pending, the queue
-    depth and the progress figures (a figure not known yet is left out)."""
+class _Totals(Collector):
+    """The series read from the running totals at scrape time: the record counts, pending,
+    the queue depth and the progress figures (a figure not known yet is left out)."""
 
     def __init__(self, types: dict[DataType, TypeStats]) -> None:
         self._types = types
@@ -156,6 +139,10 @@ class _PerMessage(Collector):
         for data_type, stats in self._types.items():
             name = data_type.value
             f["records_consumed"].add_metric([name], stats.consumed)
+            f["records_written"].add_metric([name], stats.written)
+            f["records_unchanged"].add_metric([name], stats.unchanged)
+            f["records_dead_lettered"].add_metric([name], stats.dead_lettered)
+            f["write_retries"].add_metric([name], stats.retries)
             f["records_pending"].add_metric([name], stats.pending)
             if stats.ready is not None:
                 f["queue_depth"].add_metric([name], stats.ready)
@@ -183,10 +170,15 @@ def _families() -> dict[str, CounterMetricFamily | GaugeMetricFamily]:
         "progress_remaining_records": "Records queued or held, not yet settled",
         "progress_eta_seconds": "Seconds until the queue is empty at the recent rate",
     }
+    counters = {
+        "records_consumed": "Records received",
+        "records_written": "Records committed as new/changed",
+        "records_unchanged": "Records whose hash matched",
+        "records_dead_lettered": "Records sent to the DLQ",
+        "write_retries": "Transient write failures retried",
+    }
     families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
-        "records_consumed": CounterMetricFamily(
-            "records_consumed", "Records received", labels=label
-        )
+        n: CounterMetricFamily(n, h, labels=label) for n, h in counters.items()
     }
     families |= {n: GaugeMetricFamily(n, h, labels=label) for n, h in gauges.items()}
     families["progress_records_per_second"] = GaugeMetricFamily(

@@ -1,9 +1,10 @@
 """The consumer lifecycle both services share.
 
-Start: health endpoint, broker connection (retried until it answers), topology, one
-consuming task per data type. Stop (first SIGTERM/SIGINT, or a fatal error): stop
-consuming, drain the batches, settle, close the channel and connection, all within
-``shutdown_timeout``; a second signal exits at once.
+Start: health endpoint, broker connection (to the first node that answers), topology, one
+consuming task per data type; a lost connection is replaced by one to the next node
+(:mod:`common.link`) while the batches held go on. Stop (first SIGTERM/SIGINT, or a fatal
+error): stop consuming, drain the batches, settle, close the channel and connection, all
+within ``shutdown_timeout``; a second signal exits at once.
 """
 
 from __future__ import annotations
@@ -11,56 +12,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
-import signal
-import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
 
-from common.amqp import SETTLE_ERRORS, AckWindow, Names, Topology, connect, declare_topology
+from common.amqp import SETTLE_ERRORS, AckWindow, Names, declare_topology
 from common.batching import BatchProcessor
-from common.cli import package_version, parse_service_args
 from common.consumer import Decoding, MessageHandler, discard
-from common.decoding import Decoder, Projection, tune_gc
+from common.decoding import Decoder, Projection
+from common.entry import run_main
 from common.health import HealthServer
-from common.inbound import ConsumerLost, Inbound, QueueConsumer
-from common.logging import configure_logging
+from common.inbound import ChannelLost, ConsumerLost, Inbound, QueueConsumer
+from common.link import BrokerLink, connection_lost
 from common.metrics import Metrics
 from common.records import DataType
-from common.settings import CommonSettings, SettingsError, load
+from common.settings import CommonSettings
 from common.sink import Writer
 from common.watch import ProgressLog, QueueDepths
 
 log = structlog.get_logger(__name__)
 
+__all__ = ["EXIT_FAILED", "EXIT_OK", "Service", "run_main"]
+
 # With batch messages, at least this many are prefetched so the next batch is always near.
 _MIN_BATCH_PREFETCH = 4
-_SWITCH_INTERVAL_S = 0.0005
-
-S = TypeVar("S", bound=CommonSettings)
+Lost = ConsumerLost | ChannelLost
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-
-
-def install_signal_handlers(stop: asyncio.Event) -> None:
-    """First SIGTERM/SIGINT sets ``stop``; a second one exits the process at once."""
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        if stop.is_set():
-            log.warning("second signal: exiting now", signal=signal.Signals(signum).name)
-            os._exit(128 + signum)
-        log.info("shutdown requested", signal=signal.Signals(signum).name)
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
 
 
 class Service:
@@ -80,7 +61,7 @@ class Service:
         self._projection = projection
         self.metrics = Metrics(name)
         self.names = Names(settings.discogs_exchange_prefix, name)
-        self._connection: AbstractRobustConnection | None = None
+        self._link: BrokerLink | None = None
         self._queues: dict[DataType, AbstractQueue] = {}
         self._acks: dict[DataType, AckWindow] = {}
         self._consuming = False
@@ -93,29 +74,27 @@ class Service:
         self.health: HealthServer | None = None
 
     async def run(self, stop: asyncio.Event) -> int:
-        async with HealthServer(
-            host="0.0.0.0",  # noqa: S104 - a container's health port must be reachable
-            port=self._settings.health_port,
-            check=self._health,
-            registry=self.metrics.registry,
-            refresh=self._depths.refresh,
-        ) as self.health:
-            connection = await connect(self._settings.amqp_urls(), stop=stop)
-            if connection is None:
+        async with (
+            HealthServer(
+                host="0.0.0.0",  # noqa: S104 - a container's health port must be reachable
+                port=self._settings.health_port,
+                check=self._health,
+                registry=self.metrics.registry,
+                refresh=self._depths.refresh,
+            ) as self.health,
+            BrokerLink(self._settings.amqp_urls(), stop=stop) as link,
+        ):
+            self._link = link
+            if not await link.connect():
                 return EXIT_OK
-            self._connection = connection
             try:
-                return await self._consume(connection, stop)
+                return await self._consume(link, stop)
             finally:
                 self._consuming = False
-                await asyncio.wait_for(connection.close(), timeout=10)
 
-    async def _consume(self, connection: AbstractRobustConnection, stop: asyncio.Event) -> int:
-        channel = await connection.channel()
-        topology = await declare_topology(
-            channel, self.names, delivery_limit=self._settings.amqp_delivery_limit
-        )
-        self._queues = self._depths.queues = topology.queues
+    async def _consume(self, link: BrokerLink, stop: asyncio.Event) -> int:
+        """Consume on each connection in turn until stopped; a lost connection (a node
+        down) is replaced by one to another node while the batches held go on."""
         processor = BatchProcessor(
             writer=self._writer,
             config=self._settings.batch(),
@@ -134,35 +113,60 @@ class Service:
             interval=self._settings.progress_interval,
         )
         async with decoder, processor, progress:
-            handler = self._handler(processor, topology, decoder)
-            tasks = [
-                asyncio.create_task(
-                    self._consume_queue(connection, t, handler), name=f"consume-{t}"
-                )
-                for t in topology.queues
-            ]
-            self._consuming = True
-            log.info("consuming", service=self.name, queues=[q.name for q in self._queues.values()])
-            code = await self._wait_until_stopped(stop, processor, tasks)
-            self._consuming = False
-            await self._shutdown(processor, tasks, channel)
+            handler = self._handler(processor, decoder)
+            while (code := await self._session(link, handler, processor, stop)) is None:
+                if not await link.reconnect():
+                    await self._shutdown(processor, [], None)
+                    return EXIT_OK
         return code
 
-    def _handler(
-        self, processor: BatchProcessor, topology: Topology, decoder: Decoder
-    ) -> MessageHandler:
+    async def _session(
+        self,
+        link: BrokerLink,
+        handler: MessageHandler,
+        processor: BatchProcessor,
+        stop: asyncio.Event,
+    ) -> int | None:
+        """Declare, consume and wait on one connection; None when the connection is lost."""
+        try:
+            channel = await link.connection.channel()
+            topology = await declare_topology(
+                channel, self.names, delivery_limit=self._settings.amqp_delivery_limit
+            )
+        except SETTLE_ERRORS as e:
+            log.warning("declaring on the broker failed", service=self.name, error=repr(e))
+            return None
+        handler.use(topology)
+        self._queues = self._depths.queues = topology.queues
+        tasks = [
+            asyncio.create_task(
+                self._consume_queue(link.connection, t, handler), name=f"consume-{t}"
+            )
+            for t in topology.queues
+        ]
+        self._consuming = True
+        log.info("consuming", service=self.name, queues=[q.name for q in self._queues.values()])
+        code = await self._wait_until_stopped(stop, processor, tasks)
+        self._consuming = False
+        if code is None:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            return None
+        await self._shutdown(processor, tasks, channel)
+        return code
+
+    def _handler(self, processor: BatchProcessor, decoder: Decoder) -> MessageHandler:
         return MessageHandler(
             service=self.name,
             processor=processor,
             writer=self._writer,
             metrics=self.metrics,
-            dlx=topology.dead_letter_exchange,
-            dead_letter_depth=topology.dead_letter_depth,
             decoder=decoder,
         )
 
     async def _consume_queue(
-        self, connection: AbstractRobustConnection, data_type: DataType, handler: MessageHandler
+        self, connection: AbstractConnection, data_type: DataType, handler: MessageHandler
     ) -> None:
         """Consume one type's queue on a channel of its own, so its prefetch is its own.
 
@@ -175,11 +179,11 @@ class Service:
         in order, so a completion message never overtakes the records before it.
         """
         channel = await connection.channel()
-        inbox: asyncio.Queue[tuple[Inbound, Decoding] | ConsumerLost] = asyncio.Queue()
+        inbox: asyncio.Queue[tuple[Inbound, Decoding] | Lost] = asyncio.Queue()
         acks = self._acks[data_type] = AckWindow(data_type)
 
-        def receive(message: Inbound | ConsumerLost) -> None:
-            if isinstance(message, ConsumerLost):
+        def receive(message: Inbound | Lost) -> None:
+            if isinstance(message, Lost):
                 inbox.put_nowait(message)
                 return
             acks.received(message)
@@ -212,12 +216,12 @@ class Service:
     @staticmethod
     async def _handle_next(
         data_type: DataType,
-        inbox: asyncio.Queue[tuple[Inbound, Decoding] | ConsumerLost],
+        inbox: asyncio.Queue[tuple[Inbound, Decoding] | Lost],
         handler: MessageHandler,
         acks: AckWindow,
     ) -> int:
         item = await inbox.get()
-        if isinstance(item, ConsumerLost):
+        if isinstance(item, Lost):
             raise item
         message, decoding = item
         return await handler.handle(data_type, message, decoding, acks)
@@ -233,7 +237,8 @@ class Service:
 
     async def _wait_until_stopped(
         self, stop: asyncio.Event, processor: BatchProcessor, tasks: list[asyncio.Task[None]]
-    ) -> int:
+    ) -> int | None:
+        """The exit code once stopped or failed; None when the connection was lost."""
         stopper = asyncio.create_task(stop.wait())
         waiting: list[asyncio.Future[Any]] = [stopper, processor.failed, *tasks]
         done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -242,13 +247,21 @@ class Service:
             log.error("stopping after a fatal batch error", service=self.name)
             return EXIT_FAILED
         for task in done:
-            if task in tasks and not task.cancelled() and task.exception() is not None:
-                log.error("consumer failed", service=self.name, error=repr(task.exception()))
-                return EXIT_FAILED
+            if task not in tasks or task.cancelled() or (error := task.exception()) is None:
+                continue
+            if connection_lost(error):
+                if stop.is_set():
+                    continue  # stopping anyway
+                return None
+            log.error("consumer failed", service=self.name, error=repr(error))
+            return EXIT_FAILED
         return EXIT_OK
 
     async def _shutdown(
-        self, processor: BatchProcessor, tasks: list[asyncio.Task[None]], channel: AbstractChannel
+        self,
+        processor: BatchProcessor,
+        tasks: list[asyncio.Task[None]],
+        channel: AbstractChannel | None,
     ) -> None:
         started = time.monotonic()
         log.info("draining", service=self.name, held=processor.held)
@@ -265,56 +278,18 @@ class Service:
             )
         for window in self._acks.values():
             await window.flush()
-        with contextlib.suppress(*SETTLE_ERRORS):
-            await asyncio.wait_for(channel.close(), timeout=5)
+        if channel is not None:
+            with contextlib.suppress(*SETTLE_ERRORS):
+                await asyncio.wait_for(channel.close(), timeout=5)
         log.info("stopped", service=self.name, seconds=round(time.monotonic() - started, 2))
 
     def _health(self) -> tuple[bool, dict[str, Any]]:
-        connected = self._connection is not None and not self._connection.is_closed
+        connected = self._link is not None and self._link.connected
         ok = connected and self._consuming
         return ok, {
             "service": self.name,
             "connected": connected,
+            "node": self._link.node if self._link is not None else None,
             "consuming": self._consuming,
             "types": self.metrics.snapshot(),
         }
-
-
-def run_main(
-    name: str,
-    settings_cls: type[S],
-    serve: Callable[[S, asyncio.Event], Awaitable[int]],
-    *,
-    description: str,
-    argv: Sequence[str] | None = None,
-) -> int:
-    """Entry point shared by the services: arguments (``--help``, ``--version``), settings,
-    logging, signals, then ``serve``."""
-    parse_service_args(name, description, settings_cls, argv)
-    try:
-        settings = load(settings_cls)
-    except SettingsError as e:
-        sys.stderr.write(f"{name}: {e}\n")
-        return 2
-    configure_logging(settings.log_level, settings.log_format)
-    # With DECODE_WORKERS=0 batch messages are decoded on a thread; a short switch interval
-    # hands the interpreter back to the event loop often, so database round trips are not
-    # held up behind a decode.
-    sys.setswitchinterval(_SWITCH_INTERVAL_S)
-    tune_gc()
-    if warning := settings.prefetch_warning():
-        log.warning("prefetch below batch size", detail=warning)
-    log.info(
-        "starting",
-        service=name,
-        version=package_version(),
-        prefetch=settings.prefetch(),
-        **asdict(settings.batch()),
-    )
-
-    async def _run() -> int:
-        stop = asyncio.Event()
-        install_signal_handlers(stop)
-        return await serve(settings, stop)
-
-    return asyncio.run(_run())

@@ -112,21 +112,23 @@ def _publish(args: argparse.Namespace, settings: ExtractorSettings) -> None:
         max_in_flight=args.max_in_flight,
         confirm_timeout=args.confirm_timeout,
     )
-    url = settings.amqp_urls()[0]
+    urls = settings.amqp_urls()
+    url = ",".join(urls)  # every node: the publisher fails over between them
     tune_gc()
     prefix = settings.discogs_exchange_prefix
     log.info("broker", url=redact_url(url), prefix=prefix)
 
     async def run() -> None:
-        if not await _broker_ready(url):
+        if not await _broker_ready(urls):
             raise KeyboardInterrupt
         await publish_dumps(dumps, url=url, prefix=prefix, options=options)
 
     asyncio.run(run())
 
 
-async def _broker_ready(url: str) -> bool:
-    """Wait until the broker accepts a connection; False if SIGTERM/SIGINT came first."""
+async def _broker_ready(urls: Sequence[str]) -> bool:
+    """Wait until a node of the broker accepts a connection; False if SIGTERM/SIGINT came
+    first."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
@@ -134,12 +136,16 @@ async def _broker_ready(url: str) -> bool:
         loop.add_signal_handler(signum, stop.set)
 
     async def attempt() -> bool:
-        try:
-            connection = await aio_pika.connect(url, timeout=10)
-        except CONNECT_ERRORS as e:
-            raise ConnectionError(f"cannot connect to RabbitMQ at {redact_url(url)}: {e}") from e
-        await connection.close()
-        return True
+        errors = []
+        for url in urls:
+            try:
+                connection = await aio_pika.connect(url, timeout=10)
+            except CONNECT_ERRORS as e:
+                errors.append(f"{redact_url(url)}: {e}")
+                continue
+            await connection.close()
+            return True
+        raise ConnectionError(f"cannot connect to RabbitMQ at {'; '.join(errors)}")
 
     try:
         return bool(await wait_for_server("rabbitmq", attempt, errors=CONNECT_ERRORS, stop=stop))

@@ -21,13 +21,7 @@ from neo4j.exceptions import Neo4jError, ServiceUnavailable
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from common import frames
 from tests import servers
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Every broker connection of the tests reads frames as the services' do."""
-    frames.install()
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
-"""Test helpers: deadline-based waiting, a recording writer for runtime tests, settings."""
+"""Test helpers: deadline-based waiting, a manual clock, a recording writer, settings."""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +31,71 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within}s: {what or predicate}")
         await asyncio.sleep(0.02)
+
+
+async def run_loop(turns: int = 200) -> None:
+    """Let every task that can make progress without time passing do so."""
+    for _ in range(turns):
+        await asyncio.sleep(0)  # one turn of the event loop: no time passes
+
+
+async def until(predicate: Callable[[], bool], *, turns: int = 2000) -> None:
+    """Run the loop until ``predicate()`` holds; fail if it does not within ``turns`` turns."""
+    for _ in range(turns):
+        if predicate():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"condition not met while the loop ran: {predicate}")
+
+
+class _Call:
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def run(self) -> None:
+        if not self.cancelled:
+            self.callback()
+
+
+class ManualClock:
+    """A :class:`common.clock.Clock` whose time moves only by :meth:`advance`."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self._now = start
+        self._calls: list[tuple[float, int, _Call]] = []
+        self._order = itertools.count()
+
+    def now(self) -> float:
+        return self._now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> _Call:
+        call = _Call(callback)
+        if when <= self._now:
+            asyncio.get_running_loop().call_soon(call.run)
+        else:
+            heapq.heappush(self._calls, (when, next(self._order), call))
+        return call
+
+    async def sleep(self, seconds: float) -> None:
+        woken = asyncio.get_running_loop().create_future()
+        self.call_at(self._now + seconds, lambda: woken.done() or woken.set_result(None))
+        await woken
+
+    async def advance(self, seconds: float) -> None:
+        """Move time on; each callback due on the way runs at its own time, and the loop
+        runs after it until nothing more can happen then."""
+        target = self._now + seconds
+        while self._calls and self._calls[0][0] <= target:
+            when, _, call = heapq.heappop(self._calls)
+            self._now = when
+            call.run()
+            await run_loop()
+        self._now = target
+        await run_loop()
 
 
 class RuntimeSettings(CommonSettings):

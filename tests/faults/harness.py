@@ -469,6 +469,11 @@ def consumer_env(service: str, prefix: str, *, dsn: str | None = None) -> dict[s
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYTHONHASHSEED", "TMPDIR")
 
 
+def inherited_env() -> dict[str, str]:
+    """What a child process keeps of this one's environment."""
+    return {k: os.environ[k] for k in _INHERITED if k in os.environ}
+
+
 @dataclass
 class Consumer:
     """One consumer service run as a real subprocess (``.venv/bin/<service>``)."""
@@ -482,8 +487,7 @@ class Consumer:
 
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
-        env = {k: os.environ[k] for k in _INHERITED if k in os.environ}
-        env |= self.env | {"HEALTH_PORT": str(self.port)}
+        env = inherited_env() | self.env | {"HEALTH_PORT": str(self.port)}
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
                 [str(BIN / self.service)], env=env, stdout=out, stderr=subprocess.STDOUT

@@ -16,15 +16,18 @@ from pathlib import Path
 import aio_pika
 import orjson
 import pytest
+import structlog
 from aio_pika.abc import AbstractConnection, AbstractQueue
 
 from common.messages import DataMessage, ExtractionComplete, FileComplete, decode
 from common.records import DataType
-from extractor.broker import PublishFailed
+from extractor.broker import ConfirmingPublisher, PublishFailed
+from extractor.envelopes import data_body
 from extractor.publish import PublishOptions, collect_dumps, publish_dumps
 from extractor.workers import WorkerDied
 from extractor.xmlparse import DumpError, DumpFile, iter_records
 from tests import servers
+from tests.amqp_admin import close_connections
 from tests.support import eventually
 
 pytestmark = pytest.mark.integration
@@ -168,6 +171,29 @@ async def test_unroutable_publish_is_an_error(exchange_prefix: str) -> None:
         )
 
 
+async def test_a_lost_connection_is_reopened_and_the_unconfirmed_published_again(
+    amqp_connection: AbstractConnection, exchange_prefix: str
+) -> None:
+    queues = await bind_queues(amqp_connection, exchange_prefix)
+    records = list(iter_records(DumpFile.from_path(SAMPLES / "discogs_20200806_labels.xml.gz")))
+    name = f"{exchange_prefix}-pub"
+    with structlog.testing.capture_logs() as logs:
+        async with ConfirmingPublisher(
+            servers.AMQP_URL, exchange_prefix, max_in_flight=64, name=name
+        ) as publisher:
+            for i, record in enumerate(records):
+                if i == 300:  # mid-stream, with messages unconfirmed
+                    assert await close_connections(name) == 1
+                await publisher.publish(DataType.LABELS, data_body("20200806", record))
+            await publisher.flush()
+    received = await drain(DataType.LABELS, queues[DataType.LABELS])
+    ids = received.records()
+    assert set(ids) == {r.id for r in records}  # every one, some maybe twice
+    lost = [e for e in logs if e["event"] == "reconnecting to the broker"]
+    assert len(lost) == 1
+    assert [e["event"] for e in logs if e.get("new_node")] == ["amqp failover"]
+
+
 async def run_cli(prefix: str, *args: str) -> tuple[int, str]:
     """The installed console command in a subprocess; returns the exit code and stderr."""
     env = {
@@ -201,9 +227,7 @@ async def test_console_command_publishes_the_samples(
     for t in DataType:
         check_file(received[t], t, 1000, batch=1000)
     # each file's last progress line: every byte of it read, and nothing left to wait for
-    done = {
-        e["file"]: e for e in map(json.loads, err.splitlines()) if e.get("event") == "done"
-    }
+    done = {e["file"]: e for e in map(json.loads, err.splitlines()) if e.get("event") == "done"}
     for path in SAMPLES.glob("*.xml.gz"):
         assert done[path.name]["bytes_read"] == path.stat().st_size
         assert done[path.name]["eta_s"] == 0

@@ -169,9 +169,7 @@ async def test_two_graphinators_build_the_graph_one_does(
         2, neo_factory(f"{exchange_prefix}-two"), f"{exchange_prefix}-two", data
     )
     assert all(s.metrics.types[DataType.RELEASES].written > 0 for s in services), "one starved"
-    retries = sum(
-        s.metrics.retries.labels(t.value)._value.get() for s in services for t in DataType
-    )
+    retries = sum(s.metrics.types[t].retries for s in services for t in DataType)
     double = await canonical(neo4j_driver)
     assert len(double) == len(single)
     assert double == single

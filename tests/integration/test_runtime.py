@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import socket
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -91,11 +93,12 @@ async def test_acks_only_after_commit_and_redelivers_after_a_crash(
         )
         await eventually(lambda: len(held.started) >= 5, what="a write started")
         # Crash: the connection drops while the write is still open; nothing was acked.
-        assert running.service._connection is not None
+        link = running.service._link
+        assert link is not None
         running.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running.task
-        await running.service._connection.close()
+        await link.close()
         running.stop.set()
     assert held.count(DataType.ARTISTS) == 0
     queue = names.queue(DataType.ARTISTS)
@@ -298,6 +301,35 @@ async def test_consumption_resumes_after_the_broker_drops_the_connection(
         assert not running.task.done()
     queue = Names(exchange_prefix, "testsvc").queue(DataType.ARTISTS)
     await eventually(lambda: _count_is(amqp_connection, queue, 0), what="all acked")
+
+
+async def test_a_dead_node_in_the_list_is_passed_over_and_a_lost_connection_reopened(
+    start_service: StartService,
+    amqp_connection: aio_pika.abc.AbstractConnection,
+    exchange_prefix: str,
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on: a cluster node that is down
+        s.bind(("127.0.0.1", 0))
+        dead = f"amqp://u:p@127.0.0.1:{s.getsockname()[1]}/"
+    name = f"{exchange_prefix}-svc"
+    live = f"{servers.AMQP_URL}?name={name}"
+    writer = RecordingWriter()
+    async with start_service(writer, amqp_url=f"{dead},{live}") as running:
+        health = running.service._health()[1]
+        assert health["node"] == "127.0.0.1:5672"
+        await publish(amqp_connection, exchange_prefix, DataType.ARTISTS, artist(1))
+        await eventually(lambda: writer.count(DataType.ARTISTS) == 1, what="consumed")
+        assert await close_connections(name) == 1
+        # The next node of the list (the dead one) is tried first, then the live one again.
+        await publish(amqp_connection, exchange_prefix, DataType.ARTISTS, artist(2))
+        await eventually(lambda: writer.count(DataType.ARTISTS) == 2, within=30, what="resumed")
+    queue = Names(exchange_prefix, "testsvc").queue(DataType.ARTISTS)
+    await eventually(lambda: _count_is(amqp_connection, queue, 0), what="all acked")
+    # aio_pika.connect drops the Connection of a failed attempt unclosed; collected while
+    # no loop runs, its __del__ leaves a close coroutine unawaited (a warning, an error
+    # here, in whichever later test the collection happens). Collect it now, on the loop.
+    gc.collect()
+    await asyncio.sleep(0)
 
 
 async def test_a_queue_deleted_under_the_service_stops_it_with_a_failure(

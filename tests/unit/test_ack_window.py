@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import aiormq
+import structlog.testing
 
 from common.amqp import AckWindow
 from common.inbound import Inbound
@@ -99,8 +100,10 @@ async def test_an_ack_on_a_closed_channel_is_logged_not_raised() -> None:
     window, log = fresh()
     (message,) = received(window, "ch", range(1, 2), log)
     message.fail = True
-    await settle(window, message)
+    with structlog.testing.capture_logs() as lines:
+        await settle(window, message)
     assert log == []
+    assert [line["event"] for line in lines] == ["ack failed; messages will be redelivered"]
 
 
 async def test_deliveries_of_a_closed_channel_are_passed_over_without_error() -> None:
@@ -114,7 +117,11 @@ async def test_deliveries_of_a_closed_channel_are_passed_over_without_error() ->
     assert log == []
 
 
-async def test_flush_without_pending_acks_returns() -> None:
-    window = AckWindow(DataType.ARTISTS)
+async def test_a_settled_run_is_acked_once_however_often_it_is_flushed() -> None:
+    window, log = fresh()
+    await window.flush()  # nothing received yet
+    (message,) = received(window, "ch", range(1, 2), log)
+    await settle(window, message)
     await window.flush()
     await window.flush()
+    assert log == [(1, True)]

@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from common.decoding import Decoder, decode_projected
-from common.messages import DataMessage, FileComplete, InvalidMessage, decode
+from common.messages import DataMessage, FileComplete, InvalidMessage, Message, decode
 from common.records import DataType, Record
 
 R = DataType.RELEASES
@@ -45,30 +45,25 @@ def where(data_type: DataType, record: Record) -> Record:
     return record.with_data({"pid": os.getpid()})
 
 
-async def booted(decoder: Decoder) -> None:
-    deadline = time.monotonic() + 60
-    while not decoder._booted():
-        assert time.monotonic() < deadline, "decode workers did not start"
-        await asyncio.sleep(0.01)
+def pids(message: Message) -> set[int]:
+    """The processes that decoded ``message``'s records (projected with :func:`where`)."""
+    assert isinstance(message, DataMessage)
+    return {r.data["pid"] for r in message.records}
 
 
 @pytest.fixture
 async def workers() -> AsyncIterator[Decoder]:
     async with Decoder(workers=1, max_bytes=LIMIT, inline_bytes=1024) as decoder:
-        await booted(decoder)
         yield decoder
 
 
-async def test_bodies_are_decoded_on_a_thread_until_the_workers_are_up() -> None:
+async def test_large_bodies_are_decoded_on_a_worker_from_the_first() -> None:
     body = batch_body(5)
     async with Decoder(workers=1, max_bytes=LIMIT, projection=where, inline_bytes=1) as d:
-        early = await d.decode(R, body)  # the worker is still importing
-        await booted(d)
-        late = await d.decode(R, body)
-    assert isinstance(early, DataMessage)
-    assert isinstance(late, DataMessage)
-    assert {r.data["pid"] for r in early.records} == {os.getpid()}
-    assert os.getpid() not in {r.data["pid"] for r in late.records}
+        first = await d.decode(R, body)  # waits for the worker to start
+        second = await d.decode(R, body)
+    assert len(pids(first)) == 1
+    assert pids(first) == pids(second) != {os.getpid()}
 
 
 async def test_a_worker_decodes_exactly_what_decode_does(workers: Decoder) -> None:
@@ -142,19 +137,19 @@ async def test_without_workers_large_bodies_decode_on_a_thread() -> None:
         assert await decoder.decode(R, body) == decode(R, body, max_bytes=LIMIT)
 
 
-async def test_a_killed_worker_loses_nothing_and_the_pool_is_restarted(workers: Decoder) -> None:
+async def test_a_killed_worker_loses_nothing_and_the_pool_is_restarted() -> None:
     body = batch_body(200)
-    expected = decode(R, body, max_bytes=LIMIT)
-    assert await workers.decode(R, body) == expected
-    pool = workers._pool
-    assert pool is not None
-    for pid in list(pool._processes):  # the test kills the worker the way the OOM killer would
-        os.kill(pid, signal.SIGKILL)
-    assert await workers.decode(R, body) == expected  # decoded on a thread meanwhile
-    assert workers._pool is not None
-    assert workers._pool is not pool
-    await booted(workers)
-    assert await workers.decode(R, body) == expected  # and by the new pool
+    ids = [str(i) for i in range(1, 201)]
+    async with Decoder(workers=1, max_bytes=LIMIT, projection=where, inline_bytes=1) as d:
+        (killed,) = pids(await d.decode(R, body))
+        os.kill(killed, signal.SIGKILL)  # the way the OOM killer would
+        during = await d.decode(R, body)
+        after = await d.decode(R, body)
+    assert pids(during) == {os.getpid()}  # decoded on a thread while the pool restarts
+    assert pids(after).isdisjoint({killed, os.getpid()})  # and by the new pool
+    for message in (during, after):
+        assert isinstance(message, DataMessage)
+        assert [r.id for r in message.records] == ids
 
 
 async def test_close_is_idempotent_and_a_closed_decoder_still_decodes_on_a_thread() -> None:
@@ -172,15 +167,15 @@ def test_negative_worker_counts_are_refused() -> None:
 
 
 ORPHAN_SCRIPT = """
-import asyncio, os
+import asyncio, multiprocessing, os
 from common.decoding import Decoder
 
 async def main():
     decoder = Decoder(workers=2, max_bytes=1 << 20)
     await decoder.__aenter__()
-    while len(decoder._pool._processes) < 2:
+    while len(multiprocessing.active_children()) < 2:
         await asyncio.sleep(0.01)
-    print(*decoder._pool._processes, flush=True)
+    print(*(p.pid for p in multiprocessing.active_children()), flush=True)
     os._exit(0)  # gone without shutting the pool down, as after SIGKILL
 
 asyncio.run(main())

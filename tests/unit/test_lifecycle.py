@@ -34,10 +34,15 @@ async def test_an_error_inside_still_closes_and_propagates() -> None:
     assert resource.events == ["open", "close"]
 
 
-async def test_open_does_nothing_unless_overridden() -> None:
+async def test_a_resource_without_open_is_entered_and_closed() -> None:
     class Plain(AsyncResource):
-        async def close(self) -> None:
-            pass
+        closed = 0
 
-    async with Plain() as plain:
-        assert isinstance(plain, Plain)
+        async def close(self) -> None:
+            self.closed += 1
+
+    plain = Plain()
+    async with plain as entered:
+        assert entered is plain
+        assert plain.closed == 0
+    assert plain.closed == 1
