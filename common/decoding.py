@@ -158,14 +158,20 @@ def _init_worker() -> None:
     drains, then shuts its pool down itself) and exits when the consumer is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    parent = multiprocessing.parent_process()
-    if parent is not None:  # the pool's pipes never close under a worker: watch the parent
-        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    exit_with_parent()
     tune_gc()
 
 
+def exit_with_parent() -> None:
+    """In a pool's worker process: exit as soon as the process that started it is gone.
+    Killed with SIGKILL, a parent never shuts its pool down, and the pool's pipes never
+    close under a worker, so the worker watches the parent itself."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
 def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
-    """Exit as soon as the consumer is gone (killed with SIGKILL, it never shuts us down)."""
     parent.join()
     os._exit(0)
 

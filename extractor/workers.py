@@ -15,15 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
-import os
 import signal
-import threading
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import Future as ConcurrentFuture
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
-from common.decoding import tune_gc
+from common.decoding import exit_with_parent, tune_gc
 from common.lifecycle import AsyncResource
 from common.records import Record
 from extractor.cutting import RawChunk
@@ -149,15 +147,8 @@ def _init_worker() -> None:
     """A worker leaves Ctrl-C to the extractor (which shuts the pool down) and exits when
     the extractor is gone (killed with SIGKILL, it never shuts the pool down)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    exit_with_parent()
     tune_gc()
-
-
-def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
-    parent.join()
-    os._exit(0)
 
 
 def _ready() -> None:
