@@ -46,10 +46,13 @@ run: services
 bench: services
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-# A dump shaped like the real one at BENCH_DUMP_PERCENT % of its size, through the extractor.
+# A dump shaped like the real one at BENCH_DUMP_PERCENT % of its size through the whole
+# pipeline, then at BENCH_DUMP_GROWTH % to check the rate holds (empty: skip).
 BENCH_DUMP_PERCENT ?= 1
+BENCH_DUMP_GROWTH ?= 5
 bench-dump: services
-	$(BIN)/python -m bench.dump_bench --percent $(BENCH_DUMP_PERCENT)
+	$(BIN)/python -m bench.pipeline --percent $(BENCH_DUMP_PERCENT) \
+		$(if $(BENCH_DUMP_GROWTH),--growth $(BENCH_DUMP_GROWTH))
 
 # Where a consumer's CPU goes (py-spy), e.g. PROFILE_ARGS="--type releases --mode batch".
 profile: services

@@ -1,27 +1,21 @@
-"""``make bench-dump``: a dump shaped like the real one through the extractor, measured.
+"""The bench dump and the extractor alone publishing it (part (a) of ``bench.pipeline``).
 
-Writes (or reuses) the dump of ``bench.dumpgen`` at ``--percent`` % of the real dump's
-size, declares both consumers' queues on a throwaway prefix (as the consumers would, so
-nothing is unroutable), and measures (a) the extractor alone publishing the whole dump
-into them: wall time, records/s, CPU seconds of the extractor's processes and of each
-server, peak RSS of the extractor's processes, and the projection to the full dump. The
-queues are deleted afterwards. Results go to bench/results/dump_extractor_<percent>.json.
-
-Not measured yet (see the issue): (b) both consumers draining the full queues, (c) the
-whole pipeline together, and the 5 % growth check.
+``dump_folder`` writes (or reuses) the dump of ``bench.dumpgen`` at a percent of the real
+dump's size; ``topology`` declares both consumers' queues on a throwaway prefix (as the
+consumers would, so nothing is unroutable) or deletes them; ``extractor_alone`` publishes
+the whole dump into them and reports wall time, records/s, CPU seconds of the extractor's
+processes and of each server, peak RSS of the extractor's processes, and the projection
+to the full dump.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +60,7 @@ def server_cpu() -> dict[str, float]:
     return out
 
 
-def _tree(root: int) -> list[int]:
+def tree(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for proc in processes():
         children.setdefault(proc.ppid, []).append(proc.pid)
@@ -78,7 +72,7 @@ def _tree(root: int) -> list[int]:
     return out
 
 
-def _rss_mb(pids: list[int]) -> float:
+def rss_mb(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
         try:
@@ -102,7 +96,7 @@ def extractor_alone(dest: Path, prefix: str, workers: int | None) -> dict[str, A
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err)
         peak = 0.0
         while proc.poll() is None:
-            peak = max(peak, _rss_mb(_tree(proc.pid)))
+            peak = max(peak, rss_mb(tree(proc.pid)))
             time.sleep(0.2)
         wall = time.monotonic() - started
         err.seek(0)
@@ -140,37 +134,3 @@ def dump_folder(percent: float, dest: Path | None = None) -> Path:
         dumpgen.write(dest, percent)
         sys.stdout.write(f"dump written to {dest} in {time.monotonic() - started:.0f} s\n")
     return dest
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--percent", type=float, default=1.0)
-    parser.add_argument("--dest", type=Path, help="dump folder (default: bench/dumps/<percent>)")
-    parser.add_argument("--workers", type=int, help="extractor --workers (default: its own)")
-    args = parser.parse_args()
-    dest = dump_folder(args.percent, args.dest)
-    prefix = f"bench-dump-{uuid.uuid4().hex[:8]}"
-    asyncio.run(topology(prefix))
-    try:
-        alone = extractor_alone(dest, prefix, args.workers)
-    finally:
-        asyncio.run(topology(prefix, delete=True))
-    report = {
-        "percent": args.percent,
-        "counts": {t.value: n for t, n in dumpgen.counts(args.percent).items()},
-        "cpus": os.cpu_count(),
-        "load_average_at_end": os.getloadavg(),
-        "extractor_alone": alone,
-    }
-    sys.stdout.write(json.dumps(report, indent=2) + "\n")
-    sys.stdout.write(
-        f"extractor alone: {alone['records_per_s']:,} records/s; the full dump "
-        f"({FULL_RECORDS:,} records) in about {alone['full_dump_projection_h']} h\n"
-    )
-    out = ROOT / "bench" / "results" / f"dump_extractor_{args.percent:g}pct.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -131,7 +131,8 @@ def main() -> int:
             for i in range(args.pairs):
                 order = (1, 2) if i % 2 == 0 else (2, 1)  # alternate: neither always first
                 pair = sorted(
-                    (run_once(path, prefix, w) for w in order), key=lambda r: r["workers"]
+                    ({"load_1min": os.getloadavg()[0]} | run_once(path, prefix, w) for w in order),
+                    key=lambda r: r["workers"],
                 )
                 runs.append(pair)
                 sys.stdout.write(json.dumps(pair) + "\n")
@@ -143,7 +144,6 @@ def main() -> int:
         "records": args.records,
         "cpus": os.cpu_count(),
         "load_average_at_end": os.getloadavg(),
-        "note": "other sessions shared the 2 cores; see docs/performance.md",
         "pairs": runs,
         "median_rate_ratio": round(statistics.median(ratios), 2),
         "median_wall_ratio": round(statistics.median(walls), 2),
