@@ -14,9 +14,10 @@ import aio_pika
 import orjson
 import pytest
 
-from common.amqp import REASON_HEADER, Names
+from common.amqp import Names
 from common.records import DataType
 from common.service import Service
+from common.settling import REASON_HEADER
 from tests import servers
 from tests.amqp_admin import close_connections
 from tests.support import RecordingWriter, RuntimeSettings, eventually
