@@ -79,7 +79,7 @@ class Service:
             HealthServer(
                 host="0.0.0.0",  # noqa: S104 - a container's health port must be reachable
                 port=self._settings.health_port,
-                check=self._health,
+                check=self.status,
                 registry=self.metrics.registry,
                 refresh=self._depths.refresh,
             ) as self.health,
@@ -285,7 +285,8 @@ class Service:
                 await asyncio.wait_for(channel.close(), timeout=5)
         log.info("stopped", service=self.name, seconds=round(time.monotonic() - started, 2))
 
-    def _health(self) -> tuple[bool, dict[str, Any]]:
+    def status(self) -> tuple[bool, dict[str, Any]]:
+        """Whether the service is healthy (connected and consuming), and what /health shows."""
         connected = self._link is not None and self._link.connected
         ok = connected and self._consuming
         return ok, {
