@@ -23,9 +23,9 @@ from common.messages import (
 )
 from common.metrics import Metrics
 from common.records import DataType
-from common.retry import backoff_delay
 from common.settling import AmqpDelivery
 from common.sink import TransientWriteError, Writer
+from common.waiting import RETRY
 
 log = structlog.get_logger(__name__)
 
@@ -176,7 +176,7 @@ class MessageHandler:
                 return await call()
             except (TransientWriteError, *SETTLE_ERRORS) as e:
                 attempt += 1
-                delay = backoff_delay(attempt)
+                delay = RETRY.delay(attempt)
                 log.warning(
                     "completion retry",
                     service=self._service,
