@@ -83,10 +83,7 @@ class MessageHandler:
                 reason=str(e),
                 redelivered=delivery.redelivered,
             )
-            self._metrics.record_consumed(data_type, 1)
-            await delivery.settle([Rejection(str(e))])
-            self._metrics.record_settled(data_type, 1)
-            self._metrics.record_dead_letter(data_type)
+            await self._processor.add(data_type, [], delivery, rejections=[Rejection(str(e))])
             return 0
         if isinstance(decoded, DataMessage):
             await self._data(decoded, delivery)
