@@ -114,7 +114,13 @@ class Service:
             interval=self._settings.progress_interval,
         )
         async with decoder, processor, progress:
-            handler = self._handler(processor, decoder)
+            handler = MessageHandler(
+                service=self.name,
+                processor=processor,
+                writer=self._writer,
+                metrics=self.metrics,
+                decoder=decoder,
+            )
             while (code := await self._session(link, handler, processor, stop)) is None:
                 if not await link.reconnect():
                     await self._shutdown(processor, [], None)
@@ -156,15 +162,6 @@ class Service:
             return None
         await self._shutdown(processor, tasks, channel)
         return code
-
-    def _handler(self, processor: BatchProcessor, decoder: Decoder) -> MessageHandler:
-        return MessageHandler(
-            service=self.name,
-            processor=processor,
-            writer=self._writer,
-            metrics=self.metrics,
-            decoder=decoder,
-        )
 
     async def _consume_queue(
         self, connection: AbstractConnection, data_type: DataType, handler: MessageHandler
