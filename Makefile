@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install services services-down test test-unit test-faults lint format run bench bench-dump profile clean
 
-# setup.py compiles common/normalise.py: an edit to it reinstalls (and recompiles).
-$(STAMP): pyproject.toml requirements.lock setup.py common/normalise.py
+# setup.py compiles the normaliser: an edit to it reinstalls (and recompiles).
+$(STAMP): pyproject.toml requirements.lock setup.py common/normalise.py common/dumpshape.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
@@ -59,4 +59,4 @@ profile: services
 	$(BIN)/python -m bench.profile $(PROFILE_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info *.so common/*.so

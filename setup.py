@@ -1,4 +1,4 @@
-"""Compiles the normaliser (common/normalise.py) to a C extension with mypyc.
+"""Compiles the normaliser (common/normalise.py, common/dumpshape.py) to C with mypyc.
 
 Everything else about the package is in pyproject.toml. The normaliser is most of a
 consumer's CPU; compiled, it runs about twice as fast. Set DISCOGS_PURE_PYTHON=1 to
@@ -9,6 +9,8 @@ import os
 
 from setuptools import setup
 
+# Compiled together: the normaliser reads the dump-shape tables at C speed.
+NORMALISER = ["common/normalise.py", "common/dumpshape.py"]
 ext_modules = []
 if os.environ.get("DISCOGS_PURE_PYTHON") != "1":
     from mypyc.build import mypycify
@@ -16,7 +18,7 @@ if os.environ.get("DISCOGS_PURE_PYTHON") != "1":
     ext_modules = mypycify(
         # No config file: the project's mypy settings load plugins absent from the build,
         # whose isolated environment has no orjson either (its calls compile as Python's).
-        ["--config-file=", "--ignore-missing-imports", "common/normalise.py"],
+        ["--config-file=", "--ignore-missing-imports", *NORMALISER],
         opt_level="3",
     )
 

@@ -166,7 +166,7 @@ def event_time(fields: dict[str, Any]) -> float | None:
         return None
 
 
-def _batch_latencies(log: Path) -> list[float]:
+def batch_latencies(log: Path) -> list[float]:
     out = []
     for fields in log_events(log, "Batch processed"):
         try:
@@ -176,7 +176,7 @@ def _batch_latencies(log: Path) -> list[float]:
     return sorted(out)
 
 
-def _consuming_at(log: Path) -> float | None:
+def consuming_at(log: Path) -> float | None:
     """Wall-clock time of the consumer's ``consuming`` event (start-up done)."""
     first = next(log_events(log, "consuming"), None)
     return event_time(first) if first is not None else None
@@ -234,8 +234,8 @@ def run_consumer(
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-    latencies = _batch_latencies(log)
-    consuming = _consuming_at(log)
+    latencies = batch_latencies(log)
+    consuming = consuming_at(log)
     done_records = expected if done else committed
     steady = None
     if consuming is not None and finished_wall > consuming:

@@ -8,8 +8,9 @@
   serial type takes up to ``serial_batch_size`` records of what waited meanwhile.
 - A record whose id is being written waits for that write (:mod:`common.buffer`).
 - Each write is retried or split as :mod:`common.writing` says.
-- A delivery is settled exactly once, by :meth:`BatchProcessor._resolve`, after every
-  write holding one of its records has ended.
+- A delivery is settled exactly once (:mod:`common.settling`), after every write holding
+  one of its records has ended; one without records (a message that cannot be decoded)
+  at once.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import TypeVar
 import orjson
 import structlog
 
-from common.amqp import SETTLE_ERRORS, AckWindow, AmqpDelivery, Topology
+from common.amqp import SETTLE_ERRORS, Topology
 from common.batching import BatchProcessor, Rejection
 from common.decoding import Decoder
 from common.inbound import Inbound
@@ -23,8 +23,9 @@ from common.messages import (
 )
 from common.metrics import Metrics
 from common.records import DataType
-from common.retry import backoff_delay
+from common.settling import AmqpDelivery
 from common.sink import TransientWriteError, Writer
+from common.waiting import RETRY
 
 log = structlog.get_logger(__name__)
 
@@ -67,20 +68,11 @@ class MessageHandler:
         """Begin decoding a delivery as it arrives; :meth:`handle` takes the result."""
         return self._decoder.start(data_type, message.body)
 
-    async def handle(
-        self,
-        data_type: DataType,
-        message: Inbound,
-        decoding: Decoding,
-        acks: AckWindow,
-    ) -> int:
+    async def handle(self, data_type: DataType, delivery: AmqpDelivery, decoding: Decoding) -> int:
         """Process one delivery; returns how many records a data message carried, else 0.
 
-        ``decoding`` is what :meth:`start` returned for it; ``acks`` is the window of the
-        channel ``message`` arrived on (already received).
+        ``decoding`` is what :meth:`start` returned for it.
         """
-        dlx = self.topology.dead_letter_exchange
-        delivery = AmqpDelivery(message, dlx=dlx, data_type=data_type, acks=acks)
         try:
             decoded = await decoding
         except InvalidMessage as e:
@@ -89,12 +81,9 @@ class MessageHandler:
                 service=self._service,
                 data_type=data_type.value,
                 reason=str(e),
-                redelivered=message.redelivered,
+                redelivered=delivery.redelivered,
             )
-            self._metrics.record_consumed(data_type, 1)
-            await delivery.settle([Rejection(str(e))])
-            self._metrics.record_settled(data_type, 1)
-            self._metrics.record_dead_letter(data_type)
+            await self._processor.add(data_type, [], delivery, rejections=[Rejection(str(e))])
             return 0
         if isinstance(decoded, DataMessage):
             await self._data(decoded, delivery)
@@ -184,7 +173,7 @@ class MessageHandler:
                 return await call()
             except (TransientWriteError, *SETTLE_ERRORS) as e:
                 attempt += 1
-                delay = backoff_delay(attempt)
+                delay = RETRY.delay(attempt)
                 log.warning(
                     "completion retry",
                     service=self._service,

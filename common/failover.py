@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from common.waiting import Backoff
+
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
@@ -71,8 +73,8 @@ class NodeRing:
     def delay(self, round_: int) -> float:
         """Wait before round ``round_`` (1, 2, ...): ``base * 2**(round-1)`` capped at
         ``cap``, times a factor in [0.5, 1) so that replicas do not retry in step."""
-        grown = self._base * 2.0 ** min(round_ - 1, 32)
-        return min(self._cap, grown) * (0.5 + self._jitter() / 2)
+        backoff = Backoff(base=self._base, cap=self._cap, jitter=0.5)
+        return backoff.delay(round_, lambda: 1.0 - self._jitter())
 
     def connected(self, url: str) -> None:
         """Record the node now in use; logs the failover when it replaces another one."""

@@ -23,7 +23,7 @@ from common.amqp import CONNECT_ERRORS, SETTLE_ERRORS
 from common.failover import Clock, NodeRing, node_of, open_any
 from common.inbound import ChannelLost
 from common.lifecycle import AsyncResource
-from common.waiting import wait_for_server
+from common.waiting import stoppable_sleep, wait_for_server
 
 log = structlog.get_logger(__name__)
 
@@ -116,9 +116,7 @@ class BrokerLink(AsyncResource):
         return await aio_pika.connect(url, timeout=_CONNECT_TIMEOUT)
 
     async def _sleep(self, seconds: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
-        return not self._stop.is_set()
+        return not await stoppable_sleep(seconds, self._stop)
 
 
 def connection_lost(error: BaseException) -> bool:

@@ -29,59 +29,9 @@ from typing import Any
 
 import orjson
 
+from common.dumpshape import ID_FIELDS, REF_FIELDS, REF_LISTS, SCALARS, TEXT_LISTS, WRAPPERS
 from common.records import DataType, InvalidRecord, Record, canonical_json, release_year
 
-# Wrapper element -> its child element, as in the XML dumps (same names in every file).
-_WRAPPERS: dict[str, str] = {
-    "urls": "url",
-    "namevariations": "name",
-    "aliases": "name",
-    "members": "name",
-    "groups": "name",
-    "sublabels": "label",
-    "images": "image",
-    "artists": "artist",
-    "extraartists": "artist",
-    "labels": "label",
-    "genres": "genre",
-    "styles": "style",
-    "videos": "video",
-    "formats": "format",
-    "descriptions": "description",
-    "tracklist": "track",
-    "sub_tracks": "track",
-    "identifiers": "identifier",
-    "companies": "company",
-}
-# Lists of plain strings; every other wrapper holds objects.
-_TEXT_LISTS = frozenset({"urls", "namevariations", "genres", "styles", "descriptions"})
-# Lists of references whose element text is the referenced entity's name.
-_REF_LISTS = frozenset({"aliases", "members", "groups", "sublabels"})
-# Single references: element text is the name, attribute id the id.
-_REF_FIELDS = frozenset({"parentLabel"})
-# Fields holding another record's id.
-_ID_FIELDS = frozenset({"id", "main_release", "master_id"})
-# Fields that must hold text (numbers are accepted and kept as given).
-_SCALARS = frozenset(
-    {
-        "name",
-        "title",
-        "realname",
-        "profile",
-        "country",
-        "released",
-        "notes",
-        "data_quality",
-        "contactinfo",
-        "status",
-        "catno",
-        "role",
-        "anv",
-        "join",
-        "position",
-        "duration",
-    }
-)
 _ID_RE = re.compile(r"[0-9]{1,19}")
 # A canonical id: no sign, space or leading zero, and short enough to be below _MAX_ID.
 _CANONICAL_ID = re.compile(r"[1-9][0-9]{0,17}").fullmatch
@@ -90,7 +40,7 @@ _MAX_DEPTH = 32
 # First characters of the raw shape's XML attribute and text keys.
 _MARKS = frozenset({"@", "#"})
 # Keys whose string values need more than copying (ids, years, wrappers, references).
-_SPECIAL = frozenset({*_ID_FIELDS, *_WRAPPERS, *_REF_FIELDS, "year", "is_main_release"})
+_SPECIAL = frozenset({*ID_FIELDS, *WRAPPERS, *REF_FIELDS, "year", "is_main_release"})
 # Message-level keys that are not part of the record.
 _ENVELOPE_KEYS = frozenset({"type", "sha256", "version"})
 # orjson's escape of a NUL character, not preceded by an escaped backslash (so a literal
@@ -185,13 +135,13 @@ def _key(raw_key: str, *, ref: bool) -> str:
 
 
 def _field(key: str, value: Any, *, depth: int) -> Any:
-    if key in _ID_FIELDS:
+    if key in ID_FIELDS:
         return _id(key, value)
     if key == "year":
         return release_year(value)
-    if key in _WRAPPERS:
+    if key in WRAPPERS:
         return _list(key, value, depth=depth)
-    if key in _REF_FIELDS:
+    if key in REF_FIELDS:
         return _ref(key, value, depth=depth)
     return _plain(key, value, depth=depth)
 
@@ -225,17 +175,17 @@ def _list(key: str, value: Any, *, depth: int) -> list[Any]:
     if value is None or value == "":
         return []  # an empty wrapper element: no children
     if isinstance(value, dict):
-        child = _WRAPPERS[key]
+        child = WRAPPERS[key]
         if child in value:  # the raw shape: {"track": ...}; a null child is an empty one
             value = value[child]
         elif not value:
             return []
     items: list[Any] = value if isinstance(value, list) else [value]
-    if key in _TEXT_LISTS:
+    if key in TEXT_LISTS:
         if _all_text(items):  # hot path: already a list of strings
             return items
         return [_text_item(key, item) for item in items]
-    return _each(key, items, ref=key in _REF_LISTS, plain=False, depth=depth)
+    return _each(key, items, ref=key in REF_LISTS, plain=False, depth=depth)
 
 
 def _each(key: str, items: list[Any], *, ref: bool, plain: bool, depth: int) -> list[Any]:
@@ -303,7 +253,7 @@ def _plain(key: str, value: Any, *, depth: int) -> Any:
         value = value["#text"]
     if _is_empty(value):
         return None
-    if key in _SCALARS:
+    if key in SCALARS:
         if isinstance(value, str):
             return value
         if isinstance(value, bool) or not isinstance(value, int | float):

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
 
-from common.amqp import SETTLE_ERRORS, AckWindow, Names, declare_topology
+from common.amqp import SETTLE_ERRORS, Names, declare_topology
 from common.batching import BatchProcessor
 from common.consumer import Decoding, MessageHandler, discard
 from common.decoding import Decoder, Projection
@@ -29,6 +29,7 @@ from common.link import BrokerLink, connection_lost
 from common.metrics import Metrics
 from common.records import DataType
 from common.settings import CommonSettings
+from common.settling import AmqpDelivery, Settler
 from common.sink import Writer
 from common.watch import ProgressLog, QueueDepths
 
@@ -63,7 +64,7 @@ class Service:
         self.names = Names(settings.discogs_exchange_prefix, name)
         self._link: BrokerLink | None = None
         self._queues: dict[DataType, AbstractQueue] = {}
-        self._acks: dict[DataType, AckWindow] = {}
+        self._settlers: dict[DataType, Settler] = {}
         self._consuming = False
         self._depths = QueueDepths(self.metrics)
         self.prefetch: dict[DataType, int] = {}
@@ -78,7 +79,7 @@ class Service:
             HealthServer(
                 host="0.0.0.0",  # noqa: S104 - a container's health port must be reachable
                 port=self._settings.health_port,
-                check=self._health,
+                check=self.status,
                 registry=self.metrics.registry,
                 refresh=self._depths.refresh,
             ) as self.health,
@@ -113,7 +114,13 @@ class Service:
             interval=self._settings.progress_interval,
         )
         async with decoder, processor, progress:
-            handler = self._handler(processor, decoder)
+            handler = MessageHandler(
+                service=self.name,
+                processor=processor,
+                writer=self._writer,
+                metrics=self.metrics,
+                decoder=decoder,
+            )
             while (code := await self._session(link, handler, processor, stop)) is None:
                 if not await link.reconnect():
                     await self._shutdown(processor, [], None)
@@ -156,15 +163,6 @@ class Service:
         await self._shutdown(processor, tasks, channel)
         return code
 
-    def _handler(self, processor: BatchProcessor, decoder: Decoder) -> MessageHandler:
-        return MessageHandler(
-            service=self.name,
-            processor=processor,
-            writer=self._writer,
-            metrics=self.metrics,
-            decoder=decoder,
-        )
-
     async def _consume_queue(
         self, connection: AbstractConnection, data_type: DataType, handler: MessageHandler
     ) -> None:
@@ -174,20 +172,22 @@ class Service:
         messages (so a batch can fill), a few messages when the producer sends batch
         messages (so buffered messages never hold far more records than ``max_pending``).
         It starts small, since a large window of batch messages is hundreds of megabytes.
-        A new size needs a new consumer (the broker applies a prefetch to consumers created
-        after it); the old one is cancelled and what it already received is handled first,
-        in order, so a completion message never overtakes the records before it.
+        A new size needs a new consumer: the broker applies a prefetch to consumers created
+        after it (``set_qos`` on the live channel leaves this one as it is, and a channel-wide
+        prefetch is not supported by quorum queues). The old one is cancelled and what it
+        already received is handled first, in order, so a completion message never
+        overtakes the records before it.
         """
         channel = await connection.channel()
-        inbox: asyncio.Queue[tuple[Inbound, Decoding] | Lost] = asyncio.Queue()
-        acks = self._acks[data_type] = AckWindow(data_type)
+        inbox: asyncio.Queue[tuple[AmqpDelivery, Decoding] | Lost] = asyncio.Queue()
+        dlx = handler.topology.dead_letter_exchange
+        settler = self._settlers[data_type] = Settler(data_type, dlx)
 
         def receive(message: Inbound | Lost) -> None:
             if isinstance(message, Lost):
                 inbox.put_nowait(message)
                 return
-            acks.received(message)
-            inbox.put_nowait((message, handler.start(data_type, message)))
+            inbox.put_nowait((settler.received(message), handler.start(data_type, message)))
 
         prefetch = self._settings.amqp_prefetch or _MIN_BATCH_PREFETCH
         consumer: QueueConsumer | None = None
@@ -199,11 +199,11 @@ class Service:
                 await consumer.start()
                 wanted = prefetch
                 while wanted == prefetch:
-                    carried = await self._handle_next(data_type, inbox, handler, acks)
+                    carried = await self._handle_next(data_type, inbox, handler)
                     wanted = self._prefetch_for(data_type, carried) if carried else prefetch
                 await consumer.cancel()  # what it received is in the inbox now, in order
                 while not inbox.empty():
-                    await self._handle_next(data_type, inbox, handler, acks)
+                    await self._handle_next(data_type, inbox, handler)
                 log.info("prefetch resized", data_type=data_type.value, prefetch=wanted)
                 prefetch = wanted
         finally:
@@ -216,15 +216,14 @@ class Service:
     @staticmethod
     async def _handle_next(
         data_type: DataType,
-        inbox: asyncio.Queue[tuple[Inbound, Decoding] | Lost],
+        inbox: asyncio.Queue[tuple[AmqpDelivery, Decoding] | Lost],
         handler: MessageHandler,
-        acks: AckWindow,
     ) -> int:
         item = await inbox.get()
         if isinstance(item, Lost):
             raise item
-        message, decoding = item
-        return await handler.handle(data_type, message, decoding, acks)
+        delivery, decoding = item
+        return await handler.handle(data_type, delivery, decoding)
 
     def _prefetch_for(self, data_type: DataType, records_per_message: int) -> int:
         """The prefetch that keeps two writes' worth of records arriving."""
@@ -276,14 +275,15 @@ class Service:
                 service=self.name,
                 held=processor.held,
             )
-        for window in self._acks.values():
-            await window.flush()
+        for settler in self._settlers.values():
+            await settler.flush()
         if channel is not None:
             with contextlib.suppress(*SETTLE_ERRORS):
                 await asyncio.wait_for(channel.close(), timeout=5)
         log.info("stopped", service=self.name, seconds=round(time.monotonic() - started, 2))
 
-    def _health(self) -> tuple[bool, dict[str, Any]]:
+    def status(self) -> tuple[bool, dict[str, Any]]:
+        """Whether the service is healthy (connected and consuming), and what /health shows."""
         connected = self._link is not None and self._link.connected
         ok = connected and self._consuming
         return ok, {

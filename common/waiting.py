@@ -47,6 +47,10 @@ class Backoff:
         return grown * (1.0 - self.jitter * draw()) if self.jitter else grown
 
 
+# Between the attempts of a write or of completion work that failed on an outage.
+RETRY = Backoff(base=0.4, cap=30.0, jitter=0.5)
+
+
 @dataclass(frozen=True, slots=True)
 class Waiter:
     """How to wait: backoff, sleep, clock and random draw (the real ones by default)."""

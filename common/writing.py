@@ -12,9 +12,9 @@ import structlog
 from common.clock import Clock
 from common.metrics import Metrics
 from common.records import DataType
-from common.retry import MAX_BACKOFF, backoff_delay
 from common.sink import BatchRejected, TransientWriteError, Writer, WriteResult
 from common.tickets import Item
+from common.waiting import RETRY
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +58,7 @@ class BatchWriter:
                 result = await self._writer.write(data_type, records)
             except TransientWriteError as e:
                 attempt += 1
-                delay = backoff_delay(attempt, cap=MAX_BACKOFF)
+                delay = RETRY.delay(attempt)
                 self._metrics.record_retry(data_type)
                 log.warning(
                     "write retry",

@@ -22,7 +22,7 @@ log = structlog.get_logger(__name__)
 _CONNECT_ERRORS = (ServiceUnavailable, SessionExpired, OSError, TransientWriteError)
 
 
-def _resolver(seeds: list[tuple[str, int]]) -> Callable[[Address], Iterable[Address]] | None:
+def seed_resolver(seeds: list[tuple[str, int]]) -> Callable[[Address], Iterable[Address]] | None:
     """With several hosts in NEO4J_URI, the driver discovers the cluster from any of them."""
     if len(seeds) < 2:
         return None
@@ -43,7 +43,7 @@ async def serve(
     """Run graphinator until ``stop``; ``make_writer`` builds the writer (the bench runs
     the frozen reference statements through the same service)."""
     auth = (settings.neo4j_username, settings.neo4j_password.get_secret_value())
-    resolver = _resolver(settings.neo4j_seed_hosts())
+    resolver = seed_resolver(settings.neo4j_seed_hosts())
     extra: dict[str, Any] = {"resolver": resolver} if resolver else {}
     async with AsyncGraphDatabase.driver(settings.neo4j_seed_uri(), auth=auth, **extra) as driver:
         writer = make_writer(

@@ -36,8 +36,9 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bench.generate import generate
-from common.amqp import REASON_HEADER, Names, declare_topology
+from common.amqp import Names, declare_topology
 from common.records import DataType, Record
+from common.settling import REASON_HEADER
 from extractor.broker import ConfirmingPublisher
 from extractor.envelopes import batch_body, data_body, extraction_complete_body, file_complete_body
 from extractor.xmlparse import DumpFile, iter_records

@@ -154,7 +154,7 @@ async def consumers(prefix: str, dsn: str) -> AsyncIterator[dict[str, Service]]:
         tasks = [asyncio.create_task(s.run(stop)) for s in services.values()]
         try:
             await eventually(
-                lambda: all(s._health()[0] for s in services.values()), within=30, what="up"
+                lambda: all(s.status()[0] for s in services.values()), within=30, what="up"
             )
             yield services
         finally:

@@ -79,7 +79,7 @@ async def run_replicas(
         for _ in range(n):
             service, _writer = await stack.enter_async_context(make())
             replicas.append(Replica(service, asyncio.create_task(service.run(stop))))
-        await eventually(lambda: all(r.service._health()[0] for r in replicas), what="up")
+        await eventually(lambda: all(r.service.status()[0] for r in replicas), what="up")
         await publish(prefix, data, per_message=40)
         expected = sum(len(v) for v in data.values())
 

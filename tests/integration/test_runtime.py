@@ -14,9 +14,10 @@ import aio_pika
 import orjson
 import pytest
 
-from common.amqp import REASON_HEADER, Names
+from common.amqp import Names
 from common.records import DataType
 from common.service import Service
+from common.settling import REASON_HEADER
 from tests import servers
 from tests.amqp_admin import close_connections
 from tests.support import RecordingWriter, RuntimeSettings, eventually
@@ -47,7 +48,7 @@ def start_service(exchange_prefix: str) -> StartService:
         task = asyncio.create_task(service.run(stop))
         running = Running(service, stop, task)
         try:
-            await eventually(lambda: service._health()[0] or task.done(), what="consuming")
+            await eventually(lambda: service.status()[0] or task.done(), what="consuming")
             assert not task.done(), task.result()
             yield running
         finally:
@@ -92,13 +93,11 @@ async def test_acks_only_after_commit_and_redelivers_after_a_crash(
             amqp_connection, exchange_prefix, DataType.ARTISTS, *(artist(i) for i in range(10))
         )
         await eventually(lambda: len(held.started) >= 5, what="a write started")
-        # Crash: the connection drops while the write is still open; nothing was acked.
-        link = running.service._link
-        assert link is not None
+        # Crash: the connection drops (the cancelled service closes it on the way out)
+        # while the write is still open; nothing was acked.
         running.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running.task
-        await link.close()
         running.stop.set()
     assert held.count(DataType.ARTISTS) == 0
     queue = names.queue(DataType.ARTISTS)
@@ -151,7 +150,7 @@ async def test_bad_input_is_dead_lettered_with_reason(
         await eventually(
             lambda: running.service.metrics.types[DataType.ARTISTS].dead_lettered == len(POISON) + 1
         )
-        assert running.service._health()[0]
+        assert running.service.status()[0]
     channel = await amqp_connection.channel()
     dlq = await channel.declare_queue(names.dead_letter_queue(DataType.ARTISTS), passive=True)
     reasons = []
@@ -297,7 +296,7 @@ async def test_consumption_resumes_after_the_broker_drops_the_connection(
         await eventually(
             lambda: writer.count(DataType.ARTISTS) == 4, within=30, what="after reconnecting"
         )
-        await eventually(lambda: running.service._health()[0], what="healthy again")
+        await eventually(lambda: running.service.status()[0], what="healthy again")
         assert not running.task.done()
     queue = Names(exchange_prefix, "testsvc").queue(DataType.ARTISTS)
     await eventually(lambda: _count_is(amqp_connection, queue, 0), what="all acked")
@@ -315,7 +314,7 @@ async def test_a_dead_node_in_the_list_is_passed_over_and_a_lost_connection_reop
     live = f"{servers.AMQP_URL}?name={name}"
     writer = RecordingWriter()
     async with start_service(writer, amqp_url=f"{dead},{live}") as running:
-        health = running.service._health()[1]
+        health = running.service.status()[1]
         assert health["node"] == "127.0.0.1:5672"
         await publish(amqp_connection, exchange_prefix, DataType.ARTISTS, artist(1))
         await eventually(lambda: writer.count(DataType.ARTISTS) == 1, what="consumed")

@@ -1,4 +1,4 @@
-"""AckWindow: multiple-acks only ever cover a run of settled deliveries (common.amqp)."""
+"""AckWindow: multiple-acks only ever cover a run of settled deliveries (common.settling)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import cast
 import aiormq
 import structlog.testing
 
-from common.amqp import AckWindow
 from common.inbound import Inbound
 from common.records import DataType
+from common.settling import AckWindow
 
 
 @dataclass

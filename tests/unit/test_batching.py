@@ -20,9 +20,9 @@ from common.batching import BatchProcessor, Rejection
 from common.messages import ExtractionComplete, FileComplete
 from common.metrics import Metrics
 from common.records import DataType, Record
-from common.retry import MAX_BACKOFF
 from common.settings import BatchConfig
 from common.sink import BatchRejected, TransientWriteError, WriteResult
+from common.waiting import RETRY
 from tests.support import ManualClock, run_loop, until
 
 A = DataType.ARTISTS
@@ -570,13 +570,13 @@ async def test_transient_errors_are_retried_without_dead_lettering(
         await proc.add(A, [rec(1)], d1)
         await proc.add(A, [rec(2)], d2)
         for _ in range(4):
-            await clock.advance(MAX_BACKOFF)  # the longest wait between two attempts
+            await clock.advance(RETRY.cap)  # the longest wait between two attempts
         assert len(writer.calls) >= 5
         assert not d1.settled
         assert not d2.settled
         assert writer.committed == []
         writer.transient = 0  # back up
-        await clock.advance(MAX_BACKOFF)
+        await clock.advance(RETRY.cap)
         assert d1.settles == [[]]
         assert d2.settles == [[]]
     assert all(len(b) == 2 for _, b in writer.calls)  # retried whole, never split
@@ -596,7 +596,7 @@ async def test_a_few_transient_errors_then_success(
         await proc.add(A, [rec(1)], d)
         await run_loop()
         assert len(writer.calls) == 1  # the retry waits for its backoff
-        await clock.advance(3 * MAX_BACKOFF)
+        await clock.advance(3 * RETRY.cap)
         assert d.settles == [[]]
     assert len(writer.calls) == 4
     assert metrics.registry.get_sample_value("write_retries_total", {"data_type": "artists"}) == 3

@@ -64,7 +64,7 @@ def test_the_harness_reads_latencies_and_the_start_from_the_same_lines(tmp_path:
         json.dumps({"event": "Batch processed", "duration_ms": 3}),
     ]
     log.write_text("\n".join(lines))
-    assert harness._batch_latencies(log) == [3.0, 12.5]
-    assert harness._consuming_at(log) == datetime(2026, 12, 1, 10, 0, 0, 250000, UTC).timestamp()
+    assert harness.batch_latencies(log) == [3.0, 12.5]
+    assert harness.consuming_at(log) == datetime(2026, 12, 1, 10, 0, 0, 250000, UTC).timestamp()
     log.write_text(json.dumps({"event": "consuming", "timestamp": "not a time"}))
-    assert harness._consuming_at(log) is None
+    assert harness.consuming_at(log) is None

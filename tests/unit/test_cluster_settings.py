@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common.settings import SettingsError, load
-from graphinator.main import _resolver
+from graphinator.main import seed_resolver
 from graphinator.settings import GraphinatorSettings
 from tableinator.settings import TableinatorSettings
 
@@ -23,15 +23,15 @@ def test_a_routing_uri_with_several_hosts_seeds_the_driver(
     s = load(GraphinatorSettings)
     assert s.neo4j_seed_uri() == "neo4j+s://a.example:7687"
     assert s.neo4j_seed_hosts() == [("a.example", 7687), ("b.example", 7688), ("c.example", 7687)]
-    resolve = _resolver(s.neo4j_seed_hosts())
+    resolve = seed_resolver(s.neo4j_seed_hosts())
     assert resolve is not None
     assert [tuple(a) for a in resolve(s.neo4j_seed_hosts()[0])] == s.neo4j_seed_hosts()  # type: ignore[arg-type]
 
 
-def test_one_host_needs_no_resolver() -> None:
+def test_one_host_needs_noseed_resolver() -> None:
     s = GraphinatorSettings()
     assert s.neo4j_seed_uri() == "bolt://127.0.0.1:7687"
-    assert _resolver(s.neo4j_seed_hosts()) is None
+    assert seed_resolver(s.neo4j_seed_hosts()) is None
 
 
 def test_ipv6_seed_hosts(monkeypatch: pytest.MonkeyPatch) -> None:

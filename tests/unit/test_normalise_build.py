@@ -8,28 +8,33 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+import common.dumpshape
 import common.normalise
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE = ROOT / "common" / "normalise.py"
+MODULES = [common.normalise, common.dumpshape]
 COMPILED = not common.normalise.__file__.endswith(".py")
 
 
 @pytest.mark.skipif(
     os.environ.get("DISCOGS_PURE_PYTHON") == "1", reason="installed without compiling"
 )
-def test_normaliser_is_compiled() -> None:
-    assert COMPILED, f"{common.normalise.__file__}: reinstall (make install) to compile it"
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
+def test_normaliser_is_compiled(module: ModuleType) -> None:
+    assert not str(module.__file__).endswith(".py"), f"{module.__file__}: run `make install`"
 
 
 @pytest.mark.skipif(not COMPILED, reason="the normaliser is not compiled here")
-def test_compiled_normaliser_is_not_older_than_its_source() -> None:
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
+def test_compiled_normaliser_is_not_older_than_its_source(module: ModuleType) -> None:
     # An extension module shadows its source: a stale one would hide every edit.
-    built = Path(common.normalise.__file__).stat().st_mtime
-    assert built >= SOURCE.stat().st_mtime, "common/normalise.py changed: run `make install`"
+    source = ROOT / "common" / f"{module.__name__.rpartition('.')[2]}.py"
+    built = Path(str(module.__file__)).stat().st_mtime
+    assert built >= source.stat().st_mtime, f"{source.name} changed: run `make install`"
 
 
 @pytest.mark.slow

@@ -1,0 +1,185 @@
+"""Settling deliveries: the one place a received message is acked, dead-lettered or
+returned to its queue.
+
+A consuming channel has one :class:`Settler`. Each delivery it receives becomes an
+:class:`AmqpDelivery`, settled exactly once (by :class:`common.batching.BatchProcessor`
+after what it carries is committed, or by the consumer for a message that cannot be
+decoded):
+
+- each rejection is first published to the dead-letter exchange, with its reason in the
+  ``x-dead-letter-reason`` header (a confirmed publish), then the delivery is acked;
+- acks go out as multiple-acks over runs of settled deliveries (:class:`AckWindow`);
+- if the dead-letter publish fails, the delivery is returned to its queue (nack with
+  requeue): its redelivery repeats the idempotent write and the dead-lettering;
+- a delivery of a channel that closed is never settled: the broker requeued it and
+  redelivers it on the next connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Sequence
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractExchange
+
+from common.amqp import SETTLE_ERRORS
+from common.inbound import Inbound
+from common.records import DataType
+from common.tickets import Rejection
+
+log = structlog.get_logger(__name__)
+
+REASON_HEADER = "x-dead-letter-reason"
+
+
+class Settler:
+    """Settles the deliveries of one queue received on one channel."""
+
+    def __init__(self, data_type: DataType, dead_letter_exchange: AbstractExchange) -> None:
+        self.data_type = data_type
+        self.dead_letter_exchange = dead_letter_exchange
+        self.acks = AckWindow(data_type)
+
+    def received(self, message: Inbound) -> AmqpDelivery:
+        """Take ``message`` (in arrival order); settle it through what this returns."""
+        self.acks.received(message)
+        return AmqpDelivery(message, self)
+
+    async def flush(self) -> None:
+        """Wait for the acks in progress (idempotent); used before closing the channel."""
+        await self.acks.flush()
+
+
+class AmqpDelivery:
+    """One received message; implements :class:`common.tickets.Delivery`."""
+
+    __slots__ = ("_done", "_message", "_settler")
+
+    def __init__(self, message: Inbound, settler: Settler) -> None:
+        self._message = message
+        self._settler = settler
+        self._done = False
+
+    @property
+    def redelivered(self) -> bool:
+        return self._message.redelivered
+
+    async def settle(self, rejections: Sequence[Rejection]) -> None:
+        """Ack; first dead-letter each rejection (all of the message when ``body`` is None)."""
+        if self._done:
+            raise RuntimeError("delivery settled twice")
+        self._done = True
+        acks = self._settler.acks
+        try:
+            for rejection in rejections:
+                await self._dead_letter(rejection)
+        except SETTLE_ERRORS as e:
+            # If the consuming channel is gone too, the broker has requeued it already.
+            log.warning(
+                "settle failed; message will be redelivered",
+                data_type=self._settler.data_type.value,
+                error=repr(e),
+            )
+            with contextlib.suppress(*SETTLE_ERRORS):
+                await self._message.nack(requeue=True)
+            acks.settled(self._message, requeued=True)
+            return
+        acks.settled(self._message)
+
+    async def _dead_letter(self, rejection: Rejection) -> None:
+        message, data_type = self._message, self._settler.data_type
+        body = rejection.body if rejection.body is not None else message.body
+        headers = dict(message.headers or {})
+        headers[REASON_HEADER] = rejection.reason[:1000]
+        headers["x-original-queue-type"] = data_type.value
+        await self._settler.dead_letter_exchange.publish(
+            aio_pika.Message(
+                body,
+                headers=headers,
+                content_type=message.content_type,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=data_type.value,
+            mandatory=True,
+        )
+
+
+class AckWindow:
+    """Acknowledges one consuming channel's deliveries in runs, with multiple-acks.
+
+    ``ack(multiple=True)`` on tag N settles every delivery up to N on the channel, so the
+    window acks only up to the end of the longest run of *received* deliveries that are
+    all settled: a delivery settled out of order (its batch committed first) waits for
+    the ones before it. Every delivery must be :meth:`received` in arrival order and then
+    settled exactly once. After a reconnect (a new channel, whose tags start again) the
+    old channel's deliveries are forgotten: the broker has already requeued them.
+    """
+
+    def __init__(self, data_type: DataType) -> None:
+        self._data_type = data_type
+        self._channel: object = None
+        self._order: deque[Inbound] = deque()
+        # Settled delivery tags, each mapped to whether it is to be acked (not requeued).
+        self._settled: dict[int, bool] = {}
+        self._flushing: asyncio.Task[None] | None = None
+
+    def received(self, message: Inbound) -> None:
+        channel = _channel_of(message)
+        if channel is None:
+            return  # closed already: the broker requeued it; its ack would fail anyway
+        if channel is not self._channel:
+            self._channel = channel
+            self._order.clear()
+            self._settled.clear()
+        self._order.append(message)
+
+    def settled(self, message: Inbound, *, requeued: bool = False) -> None:
+        """Mark ``message`` settled; the ack goes out once the loop is next free.
+
+        ``requeued``: it was already returned to the broker (nacked), so the window passes
+        over it without acking it (a multiple-ack covers only outstanding deliveries).
+        """
+        channel = _channel_of(message)
+        if channel is None or channel is not self._channel:
+            return  # a closed channel's delivery: the broker redelivers it
+        self._settled[message.delivery_tag] = not requeued
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.get_running_loop().create_task(self._flush())
+
+    async def flush(self) -> None:
+        """Wait for the acks in progress (idempotent)."""
+        if self._flushing is not None:
+            await self._flushing
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # let the rest of a batch's settlements mark themselves
+        while (last := self._advance()) is not None:
+            try:
+                await last.ack(multiple=True)
+            except SETTLE_ERRORS as e:
+                # The channel is gone: the broker will redeliver these messages, and the
+                # writes that follow are idempotent, so nothing is lost or doubled.
+                log.warning(
+                    "ack failed; messages will be redelivered",
+                    data_type=self._data_type.value,
+                    error=repr(e),
+                )
+                return
+
+    def _advance(self) -> Inbound | None:
+        """Drop the settled run at the front; the last delivery of it to ack, if any."""
+        last = None
+        while self._order and (tag := self._order[0].delivery_tag) in self._settled:
+            message = self._order.popleft()
+            if self._settled.pop(tag):
+                last = message
+        return last
+
+
+def _channel_of(message: Inbound) -> object | None:
+    """The channel ``message`` arrived on, or None once that channel is closed."""
+    return message.channel if message.is_open else None
