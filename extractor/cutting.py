@@ -36,7 +36,8 @@ class RawChunk:
 
     ``first`` is the number of the first record in the file (from 1); ``line`` and
     ``column`` (from 1) where ``blob`` begins in the file; ``fraction`` how much of the
-    (compressed) file has been read.
+    (compressed) file has been read. Records picked out of several chunks for a delta
+    carry their own place in the file in ``origins``.
     """
 
     blob: bytes
@@ -45,6 +46,15 @@ class RawChunk:
     line: int
     column: int
     fraction: float = 0.0
+    # Per record, its number, line and column in the file, when the records are not
+    # consecutive (a delta's chosen records, :mod:`extractor.delta`).
+    origins: list[tuple[int, int, int]] | None = None
+
+    def origin(self, index: int) -> tuple[int, int, int]:
+        """The number (from 1), line and column in the file of record ``index``."""
+        if self.origins is not None:
+            return self.origins[index]
+        return (self.first + index, *self.position(self.spans[index][0]))
 
     def position(self, offset: int) -> tuple[int, int]:
         """Line and column in the file of ``blob[offset]``."""
