@@ -15,6 +15,7 @@ leaves the previous manifest as it was.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import heapq
 import os
@@ -249,10 +250,31 @@ def _entries(f: IO[bytes]) -> Iterator[bytes]:
         yield entry
 
 
-def remove_stale(state_dir: Path) -> None:
-    """Temporary files a killed extractor left behind."""
-    for path in state_dir.glob(".*.manifest.*"):
-        path.unlink(missing_ok=True)
+class StateBusy(ManifestError):
+    """Another extractor is publishing with the same state folder."""
+
+
+@contextlib.contextmanager
+def state_folder(state_dir: Path | None) -> Iterator[None]:
+    """The state folder, created if need be, held by this run alone (a lock on
+    ``state_dir/lock``), rid of the temporary files a killed run left behind."""
+    if state_dir is None:
+        yield
+        return
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise StateBusy(
+                f"{state_dir}: another extractor is publishing with this state folder"
+            ) from e
+        for path in state_dir.glob(".*.manifest.*"):
+            path.unlink(missing_ok=True)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -24,7 +24,7 @@ from common.records import DataType
 from extractor.broker import ConfirmingPublisher
 from extractor.delta import Selection, open_selection
 from extractor.envelopes import delete_bodies, extraction_complete_body, file_complete_body
-from extractor.manifest import ManifestWriter, remove_stale
+from extractor.manifest import ManifestWriter, StateBusy, state_folder
 from extractor.packing import DEFAULT_LIMIT, DEFAULT_MAX_MESSAGE_BYTES, Packing
 from extractor.progress import reporter
 from extractor.source import ChunkReader
@@ -121,9 +121,20 @@ async def publish_dumps(
     """
     if not dumps:
         raise UsageError("no dump files to publish")
-    if options.state_dir is not None:
-        options.state_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale(options.state_dir)
+    try:
+        with state_folder(options.state_dir):
+            return await _publish_all(dumps, url, prefix, options, progress_stream)
+    except StateBusy as e:
+        raise UsageError(str(e)) from e
+
+
+async def _publish_all(
+    dumps: Sequence[DumpFile],
+    url: str,
+    prefix: str,
+    options: PublishOptions,
+    progress_stream: IO[str] | None,
+) -> dict[DataType, int]:
     started = datetime.now(UTC)
     counts: dict[DataType, int] = {}
     bases: dict[DataType, str] = {}

@@ -14,10 +14,11 @@ from extractor.manifest import (
     ManifestError,
     ManifestReader,
     ManifestWriter,
+    StateBusy,
     digest,
     manifest_path,
     read_info,
-    remove_stale,
+    state_folder,
 )
 
 
@@ -61,8 +62,8 @@ def test_what_a_killed_publish_left_is_removed_at_the_next_start(tmp_path: Path)
     write(tmp_path, "20260101", entries_of(10))
     (tmp_path / ".releases.manifest.k2j4.tmp").write_bytes(b"half")  # the process died
     (tmp_path / ".releases.manifest.k2j4.final").write_bytes(b"half")
-    remove_stale(tmp_path)
-    assert [p.name for p in tmp_path.iterdir()] == ["releases.manifest"]
+    with state_folder(tmp_path):
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["lock", "releases.manifest"]
     info = read_info(manifest_path(tmp_path, DataType.RELEASES))
     assert info is not None
     assert info.version == "20260101"
@@ -109,3 +110,15 @@ def test_a_file_that_is_not_a_manifest_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="cut short"):
         read_info(path)
     assert read_info(tmp_path / "none.manifest") is None
+
+
+def test_one_run_at_a_time_holds_a_state_folder(tmp_path: Path) -> None:
+    state = tmp_path / "new"
+    with state_folder(state):
+        assert state.is_dir()
+        with pytest.raises(StateBusy, match="another extractor is publishing"), state_folder(state):
+            pass
+    with state_folder(state):  # released
+        pass
+    with state_folder(None):  # no state folder: nothing to hold
+        pass
