@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -33,6 +34,10 @@ from typing import Any
 
 from bench import dump_bench, dumpdelta, dumpgen, harness
 from common.records import DataType
+from extractor.cutting import cut
+from extractor.delta import Selection
+from extractor.dumpfile import DumpFile
+from extractor.manifest import ManifestReader, ManifestWriter, digest, manifest_path
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION_B = "20260201"
@@ -119,6 +124,54 @@ def _all_complete(port: int) -> bool:
     return all(types[t.value]["extraction_complete"] for t in DataType)
 
 
+def lookup_cost(n: int = 1_000_000) -> dict[str, float]:
+    """Microseconds per manifest lookup of ``n`` ids, in id order (the dumps' order: a merge
+    with the file) and at random (a binary search in it); and per release picked (its id
+    read off the bytes, its digest, the new manifest's entry and the lookup)."""
+    with tempfile.TemporaryDirectory(prefix="delta-lookup-") as scratch:
+        folder = Path(scratch)
+        writer = ManifestWriter(folder, DataType.RELEASES, "20260101")
+        for ident in range(1, n + 1):
+            writer.add(ident * 2, digest(b"%d" % ident))
+        writer.commit()
+        out = {}
+        for name, ids in (
+            ("in_order_us", range(1, 2 * n + 1, 2 * n // 200_000)),
+            ("random_us", random.Random(1).sample(range(1, 2 * n + 1), 20_000)),
+        ):
+            reader = ManifestReader(manifest_path(folder, DataType.RELEASES))
+            started = time.perf_counter()
+            for ident in ids:
+                reader.find(ident)
+            out[name] = round((time.perf_counter() - started) / len(ids) * 1e6, 2)
+            reader.close()
+        out["pick_per_release_us"] = _pick_cost(folder)
+    return out
+
+
+def _pick_cost(folder: Path, passes: int = 20) -> float:
+    """The sample's releases picked against their own manifest (all unchanged), ``passes``
+    times, each a new read in file order."""
+    dump = DumpFile.from_path(dumpgen.SAMPLES / "discogs_20200806_releases.xml.gz")
+    chunks = list(cut(dump, max_records=1000, max_bytes=1 << 30))
+    first = Selection(DataType.RELEASES, ManifestWriter(folder, DataType.RELEASES, "20200806"))
+    for chunk in chunks:
+        first.pick(chunk)
+    first.new.commit()
+    seconds = 0.0
+    for _ in range(passes):
+        old = ManifestReader(manifest_path(folder, DataType.RELEASES))
+        writer = ManifestWriter(folder, DataType.RELEASES, "20200906")
+        selection = Selection(DataType.RELEASES, writer, old)
+        started = time.perf_counter()
+        for chunk in chunks:
+            selection.pick(chunk)
+        seconds += time.perf_counter() - started
+        old.close()
+        writer.discard()
+    return round(seconds / (passes * sum(len(c.spans) for c in chunks)) * 1e6, 2)
+
+
 def run(percent: float, source: Path, pairs: int, workers: int | None) -> dict[str, Any]:
     b = version_b(source)
     records_read = sum(dumpgen.counts(percent).values())
@@ -167,6 +220,7 @@ def main() -> int:
         "counts": {t.value: n for t, n in dumpgen.counts(args.percent).items()},
         "cpus": os.cpu_count(),
         **run(args.percent, source, args.pairs, args.workers),
+        "manifest_lookup": lookup_cost(),
         "load_average_at_end": os.getloadavg(),
     }
     sys.stdout.write(json.dumps(report, indent=2) + "\n")

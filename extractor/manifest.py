@@ -14,13 +14,14 @@ leaves the previous manifest as it was.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
-import fcntl
 import hashlib
 import heapq
 import os
 import struct
 import tempfile
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ ENTRY = struct.Struct(">Q16s")
 DIGEST_SIZE = 16
 _LENGTH = struct.Struct(">I")
 _BLOCK = 8192  # entries read at a time
+_PAGE = 256  # entries read for one lookup out of id order
 _RUN = 1 << 20  # entries sorted in memory at a time when a dump was out of id order
 
 
@@ -114,6 +116,7 @@ class ManifestReader:
         self._start = 0  # index of the block's first entry
         self._next = 0  # index of the next entry of the cursor
         self._prev = -1  # id of the entry before the cursor
+        self._pages: array[int] | None = None  # built at the first lookup out of order
 
     def close(self) -> None:
         self._file.close()
@@ -137,7 +140,7 @@ class ManifestReader:
         """The ids of the entries never found, in id order."""
         index = self._seen.find(0)
         while index >= 0:
-            yield self._pread(index)[0]
+            yield self._entry(index)[0]
             index = self._seen.find(0, index + 1)
 
     def _entry(self, index: int) -> tuple[int, bytes]:
@@ -151,24 +154,40 @@ class ManifestReader:
         ident, stored = ENTRY.unpack_from(self._block, offset)
         return ident, stored
 
-    def _pread(self, index: int) -> tuple[int, bytes]:
-        data = os.pread(self._file.fileno(), ENTRY.size, self.info.offset + index * ENTRY.size)
-        ident, stored = ENTRY.unpack(data)
-        return ident, stored
-
     def _search(self, record_id: int) -> bytes | None:
-        low, high = 0, self.info.count
+        """A lookup out of id order: the page that may hold it (from an index of each
+        page's first id, read once), then a binary search in that page."""
+        if self._pages is None:
+            self._pages = self._page_index()
+        page = bisect.bisect_right(self._pages, record_id) - 1
+        if page < 0:
+            return None
+        first = page * _PAGE
+        data = os.pread(
+            self._file.fileno(), _PAGE * ENTRY.size, self.info.offset + first * ENTRY.size
+        )
+        low, high = 0, len(data) // ENTRY.size
         while low < high:
             middle = (low + high) // 2
-            ident, stored = self._pread(middle)
+            ident, stored = ENTRY.unpack_from(data, middle * ENTRY.size)
             if ident == record_id:
-                self._seen[middle] = 1
-                return stored
+                self._seen[first + middle] = 1
+                return stored  # type: ignore[no-any-return]
             if ident < record_id:
                 low = middle + 1
             else:
                 high = middle
         return None
+
+    def _page_index(self) -> array[int]:
+        pages: array[int] = array("Q")
+        step = _PAGE * ENTRY.size
+        position, end = self.info.offset, self.info.offset + self.info.count * ENTRY.size
+        while position < end:
+            data = os.pread(self._file.fileno(), min(step * 4096, end - position), position)
+            pages.extend(int.from_bytes(data[k : k + 8]) for k in range(0, len(data), step))
+            position += len(data)
+        return pages
 
 
 class ManifestWriter:
@@ -248,33 +267,6 @@ class ManifestWriter:
 def _entries(f: IO[bytes]) -> Iterator[bytes]:
     while entry := f.read(ENTRY.size):
         yield entry
-
-
-class StateBusy(ManifestError):
-    """Another extractor is publishing with the same state folder."""
-
-
-@contextlib.contextmanager
-def state_folder(state_dir: Path | None) -> Iterator[None]:
-    """The state folder, created if need be, held by this run alone (a lock on
-    ``state_dir/lock``), rid of the temporary files a killed run left behind."""
-    if state_dir is None:
-        yield
-        return
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise StateBusy(
-                f"{state_dir}: another extractor is publishing with this state folder"
-            ) from e
-        for path in state_dir.glob(".*.manifest.*"):
-            path.unlink(missing_ok=True)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def _fsync_dir(folder: Path) -> None:

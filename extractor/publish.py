@@ -24,10 +24,11 @@ from common.records import DataType
 from extractor.broker import ConfirmingPublisher
 from extractor.delta import Selection, open_selection
 from extractor.envelopes import delete_bodies, extraction_complete_body, file_complete_body
-from extractor.manifest import ManifestWriter, StateBusy, state_folder
+from extractor.manifest import ManifestWriter
 from extractor.packing import DEFAULT_LIMIT, DEFAULT_MAX_MESSAGE_BYTES, Packing
 from extractor.progress import reporter
 from extractor.source import ChunkReader
+from extractor.state import StateBusy, state_folder
 from extractor.workers import WorkerDied, Workers
 from extractor.xmlparse import DumpError, DumpFile
 

@@ -14,12 +14,11 @@ from extractor.manifest import (
     ManifestError,
     ManifestReader,
     ManifestWriter,
-    StateBusy,
     digest,
     manifest_path,
     read_info,
-    state_folder,
 )
+from extractor.state import StateBusy, state_folder
 
 
 def write(state: Path, version: str, entries: list[tuple[int, bytes]]) -> None:
