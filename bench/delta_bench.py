@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -32,12 +31,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import dump_bench, dumpdelta, dumpgen, harness
+from bench import dump_bench, dumpdelta, dumpgen, harness, manifest_cost
 from common.records import DataType
-from extractor.cutting import cut
-from extractor.delta import Selection
-from extractor.dumpfile import DumpFile
-from extractor.manifest import ManifestReader, ManifestWriter, digest, manifest_path
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION_B = "20260201"
@@ -124,64 +119,25 @@ def _all_complete(port: int) -> bool:
     return all(types[t.value]["extraction_complete"] for t in DataType)
 
 
-def lookup_cost(n: int = 1_000_000) -> dict[str, float]:
-    """Microseconds per manifest lookup of ``n`` ids, in id order (the dumps' order: a merge
-    with the file) and at random (a binary search in it); and per release picked (its id
-    read off the bytes, its digest, the new manifest's entry and the lookup)."""
-    with tempfile.TemporaryDirectory(prefix="delta-lookup-") as scratch:
-        folder = Path(scratch)
-        writer = ManifestWriter(folder, DataType.RELEASES, "20260101")
-        for ident in range(1, n + 1):
-            writer.add(ident * 2, digest(b"%d" % ident))
-        writer.commit()
-        out = {}
-        for name, ids in (
-            ("in_order_us", range(1, 2 * n + 1, 2 * n // 200_000)),
-            ("random_us", random.Random(1).sample(range(1, 2 * n + 1), 20_000)),
-        ):
-            reader = ManifestReader(manifest_path(folder, DataType.RELEASES))
-            started = time.perf_counter()
-            for ident in ids:
-                reader.find(ident)
-            out[name] = round((time.perf_counter() - started) / len(ids) * 1e6, 2)
-            reader.close()
-        out["pick_per_release_us"] = _pick_cost(folder)
-    return out
-
-
-def _pick_cost(folder: Path, passes: int = 20) -> float:
-    """The sample's releases picked against their own manifest (all unchanged), ``passes``
-    times, each a new read in file order."""
-    dump = DumpFile.from_path(dumpgen.SAMPLES / "discogs_20200806_releases.xml.gz")
-    chunks = list(cut(dump, max_records=1000, max_bytes=1 << 30))
-    first = Selection(DataType.RELEASES, ManifestWriter(folder, DataType.RELEASES, "20200806"))
-    for chunk in chunks:
-        first.pick(chunk)
-    first.new.commit()
-    seconds = 0.0
-    for _ in range(passes):
-        old = ManifestReader(manifest_path(folder, DataType.RELEASES))
-        writer = ManifestWriter(folder, DataType.RELEASES, "20200906")
-        selection = Selection(DataType.RELEASES, writer, old)
-        started = time.perf_counter()
-        for chunk in chunks:
-            selection.pick(chunk)
-        seconds += time.perf_counter() - started
-        old.close()
-        writer.discard()
-    return round(seconds / (passes * sum(len(c.spans) for c in chunks)) * 1e6, 2)
-
-
-def run(percent: float, source: Path, pairs: int, workers: int | None) -> dict[str, Any]:
+def run(
+    percent: float, source: Path, pairs: int, workers: int | None, *, delta_only: bool = False
+) -> dict[str, Any]:
+    """``delta_only``: A's manifests written without publishing A, and no full runs (for
+    the delta's memory on a large dump)."""
     b = version_b(source)
     records_read = sum(dumpgen.counts(percent).values())
+    report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="delta-bench-") as scratch:
         state_a = Path(scratch) / "a"
-        first = publish(source, workers, ["--state-dir", str(state_a)])
-        report: dict[str, Any] = {"full_a_with_manifest": measured(first, records_read, state_a)}
+        if delta_only:
+            manifest_cost.write_manifests(source, state_a)
+        else:
+            first = publish(source, workers, ["--state-dir", str(state_a)])
+            report["full_a_with_manifest"] = measured(first, records_read, state_a)
         runs: dict[str, list[dict[str, Any]]] = {"full": [], "delta": []}
         for pair in range(pairs):
-            for kind in ("full", "delta") if pair % 2 == 0 else ("delta", "full"):
+            kinds = ("full", "delta") if pair % 2 == 0 else ("delta", "full")
+            for kind in ("delta",) if delta_only else kinds:
                 state = Path(scratch) / f"{kind}{pair}"
                 if kind == "full":
                     result = measured(publish(b, workers, []), records_read, None)
@@ -192,6 +148,8 @@ def run(percent: float, source: Path, pairs: int, workers: int | None) -> dict[s
                 runs[kind].append(result)
                 sys.stdout.write(f"  {kind}: {json.dumps(result)}\n")
     report.update(runs)
+    if delta_only:
+        return report
     report["ratio_full_over_delta"] = {
         "wall": round(
             sum(r["wall_s"] for r in runs["full"]) / sum(r["wall_s"] for r in runs["delta"]), 2
@@ -213,18 +171,22 @@ def main() -> int:
     )
     parser.add_argument("--pairs", type=int, default=1)
     parser.add_argument("--workers", type=int, help="extractor --workers (default: its own)")
+    parser.add_argument(
+        "--delta-only", action="store_true", help="A's manifests without publishing A; no full"
+    )
     args = parser.parse_args()
     source = dump_bench.dump_folder(args.percent, args.dest)
     report = {
         "percent": args.percent,
         "counts": {t.value: n for t, n in dumpgen.counts(args.percent).items()},
         "cpus": os.cpu_count(),
-        **run(args.percent, source, args.pairs, args.workers),
-        "manifest_lookup": lookup_cost(),
+        **run(args.percent, source, args.pairs, args.workers, delta_only=args.delta_only),
+        "manifest_lookup": manifest_cost.lookup_cost(),
         "load_average_at_end": os.getloadavg(),
     }
     sys.stdout.write(json.dumps(report, indent=2) + "\n")
-    out = ROOT / "bench" / "results" / f"delta_extractor_{args.percent:g}pct.json"
+    name = f"delta_extractor_{args.percent:g}pct{'_delta_only' if args.delta_only else ''}.json"
+    out = ROOT / "bench" / "results" / name
     out.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
