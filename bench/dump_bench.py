@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +90,9 @@ def _rss_mb(pids: list[int]) -> float:
     return total
 
 
-def extractor_alone(
-    dest: Path, prefix: str, workers: int | None, extra: Sequence[str] = ()
-) -> dict[str, Any]:
-    """``extractor publish dest`` (and ``extra`` arguments) measured; the queues are bound."""
+def extractor_alone(dest: Path, prefix: str, workers: int | None) -> dict[str, Any]:
     env = {**os.environ, "DISCOGS_EXCHANGE_PREFIX": prefix, "LOG_FORMAT": "json"}
-    command = [str(BIN / "extractor"), "publish", str(dest), *extra]
+    command = [str(BIN / "extractor"), "publish", str(dest)]
     if workers:
         command += ["--workers", str(workers)]
     servers_before = server_cpu()
@@ -117,7 +113,6 @@ def extractor_alone(
     lines = [json.loads(x) for x in text if x.startswith("{")]
     servers_after = server_cpu()
     files = {e["file"]: e for e in lines if e.get("event") == "file published"}
-    deltas = {f: e["counts"] for f, e in files.items() if e.get("counts")}
     records = sum(int(e["records"]) for e in files.values())
     rate = records / wall
     return {
@@ -133,7 +128,6 @@ def extractor_alone(
         "server_cpu_s": {s: round(servers_after[s] - servers_before[s], 1) for s in SERVERS},
         "peak_rss_mb": round(peak, 1),
         "full_dump_projection_h": round(FULL_RECORDS / rate / 3600, 2),
-        **({"delta_counts": deltas} if deltas else {}),
     }
 
 

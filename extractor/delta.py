@@ -22,6 +22,7 @@ from common.records import NORMALISER_VERSION, DataType
 from extractor.cutting import RawChunk
 from extractor.dumpfile import DumpError, DumpFile
 from extractor.manifest import (
+    DIGEST,
     ManifestError,
     ManifestInfo,
     ManifestReader,
@@ -153,13 +154,19 @@ def _why_full(info: ManifestInfo | None, dump: DumpFile, full: bool) -> str | No
         return "--full given"
     if info is None:
         return f"no manifest of {dump.data_type.value} in the state folder"
-    if info.data_type is not dump.data_type:
-        return f"the manifest is of {info.data_type.value}"
-    if info.normaliser != NORMALISER_VERSION:
-        return f"the manifest was made by normaliser {info.normaliser}, not {NORMALISER_VERSION}"
-    if info.version >= dump.version:
-        return f"the manifest is of version {info.version}, not older than {dump.version}"
-    return None
+    mismatches = (
+        (info.data_type is not dump.data_type, f"the manifest is of {info.data_type.value}"),
+        (info.digest != DIGEST, f"the manifest's digests are {info.digest}, not {DIGEST}"),
+        (
+            info.normaliser != NORMALISER_VERSION,
+            f"the manifest was made by normaliser {info.normaliser}, not {NORMALISER_VERSION}",
+        ),
+        (
+            info.version >= dump.version,
+            f"the manifest is of version {info.version}, not older than {dump.version}",
+        ),
+    )
+    return next((reason for mismatch, reason in mismatches if mismatch), None)
 
 
 def select_chunks(

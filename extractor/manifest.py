@@ -3,7 +3,8 @@ record's raw XML bytes, kept in the state folder for the next month's delta.
 
 One file per type, ``<type>.manifest``: a header (magic, then the metadata as JSON) and
 one fixed-width entry per record, sorted by id: the id as a big-endian unsigned 64-bit
-integer (so the bytes sort as the ids do) and a 16-byte BLAKE2b digest. Nothing of it is
+integer (so the bytes sort as the ids do) and a digest: the first 16 bytes of the
+record's SHA-256 (the fastest of hashlib's on CPUs with SHA instructions). Nothing of it is
 held in memory but a block being read: 19.3 M release ids make a 463 MB file.
 
 A new manifest is written to a temporary file beside the old one and only replaces it
@@ -33,7 +34,7 @@ from common.records import NORMALISER_VERSION, DataType
 
 MAGIC = b"discogs-manifest 1\n"
 ENTRY = struct.Struct(">Q16s")
-DIGEST_SIZE = 16
+DIGEST = "sha256-128"  # in the header: a manifest of other digests is not compared
 _LENGTH = struct.Struct(">I")
 _BLOCK = 8192  # entries read at a time
 _PAGE = 256  # entries read for one lookup out of id order
@@ -45,7 +46,7 @@ class ManifestError(Exception):
 
 
 def digest(record: bytes | memoryview) -> bytes:
-    return hashlib.blake2b(record, digest_size=DIGEST_SIZE).digest()
+    return hashlib.sha256(record).digest()[:16]
 
 
 def manifest_path(state_dir: Path, data_type: DataType) -> Path:
@@ -57,6 +58,7 @@ class ManifestInfo:
     data_type: DataType
     version: str
     normaliser: int
+    digest: str
     count: int
     offset: int  # where the entries begin in the file
 
@@ -85,6 +87,7 @@ def _info(f: IO[bytes], path: Path) -> ManifestInfo:
             DataType(meta["data_type"]),
             str(meta["version"]),
             int(meta["normaliser"]),
+            str(meta["digest"]),
             entries,
             offset,
         )
@@ -94,7 +97,12 @@ def _info(f: IO[bytes], path: Path) -> ManifestInfo:
 
 def _header(data_type: DataType, version: str) -> bytes:
     meta = orjson.dumps(
-        {"data_type": data_type.value, "version": version, "normaliser": NORMALISER_VERSION}
+        {
+            "data_type": data_type.value,
+            "version": version,
+            "normaliser": NORMALISER_VERSION,
+            "digest": DIGEST,
+        }
     )
     return MAGIC + _LENGTH.pack(len(meta)) + meta
 

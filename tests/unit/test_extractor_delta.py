@@ -88,6 +88,18 @@ def test_full_when_asked_or_the_manifest_is_not_older(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["labels.manifest"]
 
 
+def test_full_when_the_manifest_holds_other_digests(tmp_path: Path) -> None:
+    dump = sample(DataType.LABELS)
+    publish_manifest(tmp_path, dump)
+    path = manifest_path(tmp_path, DataType.LABELS)
+    path.write_bytes(path.read_bytes().replace(b'"sha256-128"', b'"blake2-128"', 1))
+    later = DumpFile(dump.path, dump.data_type, B)
+    selection = open_selection(tmp_path, later, full=False)
+    assert selection is not None
+    assert selection.base_version is None
+    selection.close(keep=False)
+
+
 def test_a_bad_record_among_the_sent_is_reported_where_it_is(tmp_path: Path) -> None:
     dump = sample(DataType.RELEASES)
     publish_manifest(tmp_path, dump)
