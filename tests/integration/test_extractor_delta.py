@@ -14,6 +14,7 @@ import pytest
 from aio_pika.abc import AbstractConnection, AbstractQueue
 
 from bench.dumpdelta import Changes, derive
+from common.messages import ExtractionComplete, decode
 from common.records import DataType
 from extractor.manifest import manifest_path, read_info
 from extractor.publish import PublishOptions, collect_dumps, publish_dumps
@@ -61,6 +62,12 @@ def by_kind(received: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def check_delta(received: list[dict[str, Any]], data_type: DataType, changes: Changes) -> None:
+    for body in received:  # the consumers' decoder reads every one as a delta's
+        message = decode(data_type, orjson.dumps(body), max_bytes=1 << 24)
+        if isinstance(message, ExtractionComplete):
+            assert message.delta_base(data_type) == A
+        else:
+            assert (message.base_version, getattr(message, "rejected", [])) == (A, [])
     kinds = by_kind(received)
     assert set(kinds) == {"batch", "delete", "file_complete", "extraction_complete"}
     for body in kinds["batch"] + kinds["delete"]:
