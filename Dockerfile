@@ -21,6 +21,8 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links /wheels discogs-pipeline \
     && rm -rf /wheels
 COPY data/samples /app/data/samples
+# The extractor's state folder: a new named volume mounted here starts owned by the user.
+RUN mkdir /state && chown pipeline /state
 USER pipeline
 # No HEALTHCHECK here: one image runs three commands and only the consumers serve
 # /health (graphinator on 8001, tableinator on 8002 unless HEALTH_PORT says otherwise);

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install services services-down test test-unit test-faults lint format run bench bench-dump profile clean
+.PHONY: install services services-down test test-unit test-faults lint format run bench bench-dump bench-delta profile clean
 
 # setup.py compiles the normaliser: an edit to it reinstalls (and recompiles).
 $(STAMP): pyproject.toml requirements.lock setup.py common/normalise.py common/dumpshape.py
@@ -53,6 +53,11 @@ BENCH_DUMP_GROWTH ?= 5
 bench-dump: services
 	$(BIN)/python -m bench.pipeline --percent $(BENCH_DUMP_PERCENT) \
 		$(if $(BENCH_DUMP_GROWTH),--growth $(BENCH_DUMP_GROWTH))
+
+# A monthly update of that dump (1 % changed, 0.5 % added and removed) as a delta against
+# a full re-publish, the extractor alone, side by side.
+bench-delta: services
+	$(BIN)/python -m bench.delta_bench --percent $(BENCH_DUMP_PERCENT) $(BENCH_ARGS)
 
 # Where a consumer's CPU goes (py-spy), e.g. PROFILE_ARGS="--type releases --mode batch".
 profile: services

@@ -13,9 +13,11 @@ import structlog
 from common.amqp import SETTLE_ERRORS, Topology
 from common.batching import BatchProcessor, Rejection
 from common.decoding import Decoder
+from common.delta import HeldVersions
 from common.inbound import Inbound
 from common.messages import (
     DataMessage,
+    Deletion,
     ExtractionComplete,
     FileComplete,
     InvalidMessage,
@@ -24,7 +26,7 @@ from common.messages import (
 from common.metrics import Metrics
 from common.records import DataType
 from common.settling import AmqpDelivery
-from common.sink import TransientWriteError, Writer
+from common.sink import BatchRejected, TransientWriteError, Writer
 from common.waiting import RETRY
 
 log = structlog.get_logger(__name__)
@@ -52,6 +54,8 @@ class MessageHandler:
         self._decoder = decoder
         self._topology: Topology | None = None
         self._file_started: dict[DataType, float] = {}
+        self._held = HeldVersions(self._held_version)
+        self._deleted: dict[DataType, int] = {}
 
     def use(self, topology: Topology) -> None:
         """Dead-letter through ``topology`` (declared on the current connection) from now on;
@@ -75,6 +79,8 @@ class MessageHandler:
         """
         try:
             decoded = await decoding
+            if isinstance(decoded, DataMessage | Deletion) and decoded.base_version is not None:
+                await self._check_delta(decoded)
         except InvalidMessage as e:
             log.warning(
                 "message dead-lettered",
@@ -88,11 +94,44 @@ class MessageHandler:
         if isinstance(decoded, DataMessage):
             await self._data(decoded, delivery)
             return max(len(decoded.records) + len(decoded.rejected), 1)
-        if isinstance(decoded, FileComplete):
+        if isinstance(decoded, Deletion):
+            await self._deletion(decoded, delivery)
+        elif isinstance(decoded, FileComplete):
             await self._file_complete(decoded, delivery)
         else:
             await self._extraction_complete(data_type, decoded, delivery)
         return 0
+
+    async def _check_delta(self, msg: DataMessage | Deletion) -> None:
+        """A delta message applies only over the version it was computed from."""
+        base, dt = msg.base_version, msg.data_type
+        version = msg.version if isinstance(msg, Deletion) else _version_of(msg)
+        if base is not None and (reason := await self._held.refusal(dt, base, version)):
+            raise InvalidMessage(reason)
+
+    async def _held_version(self, data_type: DataType) -> str | None:
+        return await self._retry(
+            "held version", data_type, lambda: self._writer.held_version(data_type)
+        )
+
+    async def _deletion(self, msg: Deletion, delivery: AmqpDelivery) -> None:
+        """After the records of the type before it are committed, in one transaction."""
+        dt = msg.data_type
+        self._metrics.record_consumed(dt, 1)
+        await self._processor.drain(dt)
+        try:
+            deleted = await self._retry(
+                "delete", dt, lambda: self._writer.delete(dt, msg.ids, version=msg.version)
+            )
+        except BatchRejected as e:
+            log.warning("deletions dead-lettered", service=self._service, data_type=dt.value)
+            await delivery.settle([Rejection(str(e))])
+            self._metrics.record_settled(dt, 1)
+            self._metrics.record_dead_letter(dt)
+            return
+        await delivery.settle([])
+        self._metrics.record_settled(dt, 1)
+        self._deleted[dt] = self._deleted.get(dt, 0) + deleted
 
     async def _data(self, msg: DataMessage, delivery: AmqpDelivery) -> None:
         self._file_started.setdefault(msg.data_type, time.monotonic())
@@ -145,15 +184,18 @@ class MessageHandler:
             data_type,
             lambda: self._writer.extraction_complete(data_type, msg, dead_letters=depth),
         )
+        self._held.forget(data_type)
         await delivery.settle([])
         stats = self._metrics.types[data_type]
         stats.extraction_complete = msg.version or "unknown"
         started = self._file_started.pop(data_type, None)
+        deleted += self._deleted.pop(data_type, 0)
         log.info(
             "update summary",
             service=self._service,
             data_type=data_type.value,
             version=msg.version,
+            base_version=msg.delta_base(data_type),
             producer_count=msg.record_counts.get(data_type.value),
             added=stats.added,
             changed=stats.written - stats.added,
@@ -191,6 +233,11 @@ def discard(decoding: Decoding) -> None:
     decoding.cancel()
     if decoding.done() and not decoding.cancelled():
         decoding.exception()  # retrieved: no "exception was never retrieved" report
+
+
+def _version_of(msg: DataMessage) -> str | None:
+    """The version a delta's records lead to (they all carry the envelope's)."""
+    return msg.records[0].version if msg.records else None
 
 
 def _encode(obj: object) -> bytes | None:

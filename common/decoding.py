@@ -64,7 +64,9 @@ def decode_projected(
         return message
     records = [projection(data_type, r) for r in message.records]
     # Built directly: dataclasses.replace costs a one-record message more than projecting.
-    return DataMessage(message.data_type, records, message.rejected, message.is_batch)
+    return DataMessage(
+        message.data_type, records, message.rejected, message.is_batch, message.base_version
+    )
 
 
 class Decoder(AsyncResource):

@@ -3,7 +3,8 @@
 Pure: no I/O. Anything that can never be processed raises :class:`InvalidMessage` with a
 reason short enough for a header and a log line. A batch message whose envelope is sound
 but some of whose records are not yields those records as :class:`RejectedRecord` so the
-good ones still load.
+good ones still load. A message of a delta names its ``base_version`` (the version the
+store must hold for it to apply); a malformed one makes the message invalid.
 """
 
 from __future__ import annotations
@@ -42,6 +43,17 @@ class DataMessage:
     records: list[Record]
     rejected: list[RejectedRecord] = field(default_factory=list)
     is_batch: bool = False
+    base_version: str | None = None  # set: a delta's records, applied only over that version
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """A delta's deletions: the records ``ids`` are absent from ``version``."""
+
+    data_type: DataType
+    ids: list[str]
+    version: str
+    base_version: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,15 +62,23 @@ class FileComplete:
     file: str
     total_processed: int | None
     version: str | None
+    base_version: str | None = None  # set: the file was published as a delta
+    counts: dict[str, int] | None = None  # a delta's added, changed, unchanged, deleted
 
 
 @dataclass(frozen=True, slots=True)
 class ExtractionComplete:
     version: str | None
     record_counts: dict[str, int]
+    # The types this run sent as a delta, each with its base version.
+    base_versions: dict[str, str] = field(default_factory=dict)
+
+    def delta_base(self, data_type: DataType) -> str | None:
+        """The base version ``data_type`` was sent as a delta from; None: sent in full."""
+        return self.base_versions.get(data_type.value)
 
 
-Message = DataMessage | FileComplete | ExtractionComplete
+Message = DataMessage | Deletion | FileComplete | ExtractionComplete
 
 
 def decode(data_type: DataType, body: bytes, *, max_bytes: int) -> Message:
@@ -79,6 +99,8 @@ def decode(data_type: DataType, body: bytes, *, max_bytes: int) -> Message:
         return _data(data_type, obj)
     if msg_type == "batch":
         return _batch(data_type, obj)
+    if msg_type == "delete":
+        return _deletion(data_type, obj)
     if msg_type == "file_complete":
         return _file_complete(data_type, obj)
     if msg_type == "extraction_complete":
@@ -101,11 +123,14 @@ def _not_utf8(body: bytes) -> bool:
 
 
 def _data(data_type: DataType, obj: dict[str, Any]) -> DataMessage:
+    base = _base_version(obj)
+    if base is not None:  # an envelope key, not a field of the record
+        obj = {k: v for k, v in obj.items() if k != "base_version"}
     try:
         record = normalise(data_type, obj, version=_version(obj.get("version")))
     except InvalidRecord as e:
         raise InvalidMessage(str(e)) from e
-    return DataMessage(data_type, [record])
+    return DataMessage(data_type, [record], base_version=base)
 
 
 def _version(version: object) -> str | None:
@@ -115,8 +140,20 @@ def _version(version: object) -> str | None:
     return None
 
 
+def _base_version(obj: dict[str, Any]) -> str | None:
+    """The message's ``base_version``: None when absent (a full publish); a malformed one
+    makes the message invalid (applying it as a full publish would be wrong)."""
+    base = obj.get("base_version")
+    if base is None:
+        return None
+    if not isinstance(base, str) or not _DUMP_VERSION_RE.fullmatch(base):
+        raise InvalidMessage(f"base_version must be a dump version (YYYYMMDD): {str(base)[:40]!r}")
+    return base
+
+
 def _batch(data_type: DataType, obj: dict[str, Any]) -> DataMessage:
     _check_type(data_type, obj)
+    base = _base_version(obj)
     raw = obj.get("records")
     if not isinstance(raw, list):
         raise InvalidMessage("batch message has no 'records' list")
@@ -129,11 +166,36 @@ def _batch(data_type: DataType, obj: dict[str, Any]) -> DataMessage:
             records.append(normalise(data_type, item, version=own or envelope_version))
         except InvalidRecord as e:
             rejected.append(RejectedRecord(i, str(e), item))
-    return DataMessage(data_type, records, rejected, is_batch=True)
+    return DataMessage(data_type, records, rejected, is_batch=True, base_version=base)
+
+
+def _deletion(data_type: DataType, obj: dict[str, Any]) -> Deletion:
+    _check_type(data_type, obj)
+    base = _base_version(obj)
+    version = _version(obj.get("version"))
+    if base is None or version is None:
+        raise InvalidMessage("delete message needs a version and a base_version (YYYYMMDD)")
+    raw = obj.get("ids")
+    if not isinstance(raw, list):
+        raise InvalidMessage("delete message has no 'ids' list")
+    return Deletion(
+        data_type, [_delete_id(data_type, i, item) for i, item in enumerate(raw)], version, base
+    )
+
+
+def _delete_id(data_type: DataType, index: int, raw: object) -> str:
+    """An id of a delete message, canonical by the records' own rule (common.normalise)."""
+    if isinstance(raw, str | int) and not isinstance(raw, bool):
+        try:
+            return normalise(data_type, {"id": raw}).id
+        except InvalidRecord:
+            pass
+    raise InvalidMessage(f"ids[{index}] is not a Discogs id (decimal digits): {str(raw)[:40]!r}")
 
 
 def _file_complete(data_type: DataType, obj: dict[str, Any]) -> FileComplete:
     _check_type(data_type, obj)
+    base = _base_version(obj)
     file = obj.get("file")
     file_name = file if isinstance(file, str) else ""
     total = obj.get("total_processed")
@@ -143,20 +205,39 @@ def _file_complete(data_type: DataType, obj: dict[str, Any]) -> FileComplete:
         file_name,
         total if isinstance(total, int) and not isinstance(total, bool) else None,
         version if isinstance(version, str) else dump_version(file_name),
+        base,
+        _counts(obj.get("counts")) if base is not None else None,
     )
 
 
 def _extraction_complete(obj: dict[str, Any]) -> ExtractionComplete:
     version = obj.get("version")
-    counts = obj.get("record_counts")
-    clean = {}
-    if isinstance(counts, dict):
-        clean = {
-            str(k): v
-            for k, v in counts.items()
-            if isinstance(v, int) and not isinstance(v, bool) and v >= 0
-        }
-    return ExtractionComplete(version if isinstance(version, str) else None, clean)
+    bases = obj.get("base_versions")
+    if bases is not None and not isinstance(bases, dict):
+        raise InvalidMessage("base_versions must be an object of data type to version")
+    # A malformed base makes the message invalid: taken for a full publish, the type would
+    # be purged of every record the delta did not carry.
+    clean_bases = (
+        {str(name): _base_version({"base_version": base}) or "" for name, base in bases.items()}
+        if isinstance(bases, dict)
+        else {}
+    )
+    return ExtractionComplete(
+        version if isinstance(version, str) else None,
+        _counts(obj.get("record_counts")),
+        {name: base for name, base in clean_bases.items() if base},
+    )
+
+
+def _counts(counts: object) -> dict[str, int]:
+    """The non-negative integer entries of a counts object (others are ignored)."""
+    if not isinstance(counts, dict):
+        return {}
+    return {
+        str(k): v
+        for k, v in counts.items()
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    }
 
 
 def _check_type(data_type: DataType, obj: dict[str, Any]) -> None:

@@ -54,5 +54,16 @@ class Writer(Protocol):
         ``dead_letters`` is how many messages of the type wait in the dead-letter queue.
         Returns how many stored records were deleted as absent from this version
         (0 when the purge was skipped; see :mod:`common.purge` for when it must be).
+        It also sets or removes the version the store holds (see :mod:`common.delta`).
         """
+        ...
+
+    async def held_version(self, data_type: DataType) -> str | None:
+        """The dump version the store fully holds for ``data_type`` (None: none)."""
+        ...
+
+    async def delete(self, data_type: DataType, ids: Sequence[str], *, version: str) -> int:
+        """Remove the records ``ids`` (absent from ``version``) in one transaction; returns
+        how many the store held. An id not held, or stored from ``version`` or a newer
+        one, is left alone (a redelivered message deletes nothing more)."""
         ...

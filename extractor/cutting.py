@@ -1,7 +1,8 @@
 """Cutting a dump's XML stream into whole records, as bytes, without parsing them.
 
-The reader of a file decompresses it and finds where each record (a child of the root,
-e.g. ``<release ...>...</release>``) begins and ends by looking only at that one tag name,
+The reader of a file decompresses it (a few blocks ahead, :mod:`extractor.inflate`) and
+finds where each record (a child of the root, e.g. ``<release ...>...</release>``) begins
+and ends by looking only at that one tag name,
 counting its nesting (labels hold ``<sublabels><label>`` of their own). That is a regular
 expression search in C over a few tags per record, so one reader keeps many parsing
 workers busy. The records go out in chunks (:class:`RawChunk`): one bytes object holding
@@ -17,16 +18,13 @@ record tag inside one would mis-cut the stream, which the workers' parser then r
 
 from __future__ import annotations
 
-import gzip
 import re
-import zlib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from typing import IO
 
 from extractor.dumpfile import RECORD_TAG, DumpError, DumpFile
+from extractor.inflate import BROKEN, blocks
 
-BLOCK = 1 << 20  # decompressed bytes read at a time
 _ENCODING = re.compile(rb"""\A\s*<\?xml[^>]*\bencoding\s*=\s*["']([^"']+)["']""")
 
 
@@ -36,7 +34,8 @@ class RawChunk:
 
     ``first`` is the number of the first record in the file (from 1); ``line`` and
     ``column`` (from 1) where ``blob`` begins in the file; ``fraction`` how much of the
-    (compressed) file has been read.
+    (compressed) file has been read. Records picked out of several chunks for a delta
+    carry their own place in the file in ``origins``.
     """
 
     blob: bytes
@@ -45,6 +44,15 @@ class RawChunk:
     line: int
     column: int
     fraction: float = 0.0
+    # Per record, its number, line and column in the file, when the records are not
+    # consecutive (a delta's chosen records, :mod:`extractor.delta`).
+    origins: list[tuple[int, int, int]] | None = None
+
+    def origin(self, index: int) -> tuple[int, int, int]:
+        """The number (from 1), line and column in the file of record ``index``."""
+        if self.origins is not None:
+            return self.origins[index]
+        return (self.first + index, *self.position(self.spans[index][0]))
 
     def position(self, offset: int) -> tuple[int, int]:
         """Line and column in the file of ``blob[offset]``."""
@@ -85,25 +93,19 @@ class _Cut:
 def cut(dump: DumpFile, *, max_records: int, max_bytes: int) -> Generator[RawChunk, None, None]:
     """Every record of ``dump`` in chunks of at most ``max_records`` records, and closed once
     they pass ``max_bytes``; raises :class:`DumpError` where the file breaks."""
-    with dump.path.open("rb") as raw:
-        size = dump.path.stat().st_size
-        stream: IO[bytes] = raw
-        if dump.path.suffix == ".gz":
-            stream = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]
-        cutter = _Cutter(dump, max_records, max_bytes)
-        while True:
-            try:
-                block = stream.read(BLOCK)
-            except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:
-                yield from cutter.partial(raw.tell() / size if size else 1.0)
-                raise DumpError(
-                    f"{dump.path}: truncated or corrupt gzip at compressed byte {raw.tell()} "
-                    f"after {cutter.state.records} records: {e}"
-                ) from e
-            fraction = min(raw.tell() / size, 1.0) if size else 1.0
-            yield from cutter.feed(block, fraction)
-            if not block:
-                return
+    size = dump.path.stat().st_size
+    cutter = _Cutter(dump, max_records, max_bytes)
+    for block in blocks(dump.path):
+        fraction = min(block.position / size, 1.0) if size else 1.0
+        if block.error is not None:
+            if not isinstance(block.error, BROKEN):
+                raise block.error
+            yield from cutter.partial(fraction)
+            raise DumpError(
+                f"{dump.path}: truncated or corrupt gzip at compressed byte {block.position} "
+                f"after {cutter.state.records} records: {block.error}"
+            ) from block.error
+        yield from cutter.feed(block.data, fraction)
 
 
 class _Cutter:

@@ -83,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument(
         "--confirm-timeout", type=float, default=120.0, help="seconds to wait for a confirm"
     )
+    pub.add_argument(
+        "--state-dir",
+        type=Path,
+        help="folder of the manifests: a delta when it holds an older version's "
+        "(default: EXTRACTOR_STATE_DIR; unset: always in full, no manifest kept)",
+    )
+    pub.add_argument(
+        "--full", action="store_true", help="send every record even when a delta is possible"
+    )
     dl = commands.add_parser("download", help="download a monthly dump, resumable and verified")
     dl.add_argument("--month", type=_month, help="YYYY-MM (default: the newest dump)")
     dl.add_argument("--dest", type=Path, required=True, help="folder to download into")
@@ -111,6 +120,8 @@ def _publish(args: argparse.Namespace, settings: ExtractorSettings) -> None:
         workers=args.workers or settings.workers(),
         max_in_flight=args.max_in_flight,
         confirm_timeout=args.confirm_timeout,
+        state_dir=args.state_dir or settings.extractor_state_dir,
+        full=args.full,
     )
     urls = settings.amqp_urls()
     url = ",".join(urls)  # every node: the publisher fails over between them

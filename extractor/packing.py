@@ -44,6 +44,8 @@ class Packing:
     batch_size: int = 500
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     limit: int = DEFAULT_LIMIT
+    # The manifest's version when the records are a delta over it (None: a full publish).
+    base_version: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_message_bytes < 1:
@@ -61,6 +63,11 @@ class Where:
 
     file: str
     first_index: int = 1
+    # Each record's number, when they are not consecutive (a delta's chosen records).
+    numbers: list[int] | None = None
+
+    def number(self, index: int) -> int:
+        return self.numbers[index] if self.numbers is not None else self.first_index + index
 
 
 def pack(
@@ -72,7 +79,7 @@ def pack(
 ) -> list[bytes]:
     """The message bodies carrying ``records`` (every one of them, in order)."""
     if packing.single:
-        bodies = [data_body(version, r) for r in records]
+        bodies = [data_body(version, r, packing.base_version) for r in records]
         for index, (record, body) in enumerate(zip(records, bodies, strict=True)):
             _check(
                 len(body), record, index=index, packing=packing, where=where, before=bodies[:index]
@@ -88,7 +95,7 @@ def _batches(
     packing: Packing,
     where: Where,
 ) -> list[bytes]:
-    head = batch_head(data_type, version)
+    head = batch_head(data_type, version, packing.base_version)
     empty = len(head) + len(BATCH_TAIL)
     bodies: list[bytes] = []
     items: list[bytes] = []
@@ -114,7 +121,7 @@ def _check(
     """``index``: the record's position in this call (the records before it are sent)."""
     if size > packing.limit:
         raise RecordTooLarge(
-            f"{where.file}: record #{where.first_index + index} (id {record.id}) "
+            f"{where.file}: record #{where.number(index)} (id {record.id}) "
             f"makes a message of {size} bytes, "
             f"over the {packing.limit} bytes the consumers accept (AMQP_MAX_MESSAGE_BYTES); "
             "raise that limit on the consumers, the extractor and the broker to send it",

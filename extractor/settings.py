@@ -7,6 +7,7 @@ appears in logs through :func:`common.settings.redact_url`.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Self
 
 from pydantic import Field, model_validator
@@ -25,6 +26,8 @@ class ExtractorSettings(BrokerSettings):
     extractor_max_message_bytes: int = Field(8 * 1024 * 1024, gt=0)
     # Processes that parse, normalise and serialise records; unset: one per core.
     extractor_workers: int | None = Field(None, ge=1, le=256)
+    # The manifests of what was published, for the next month's delta; unset: none kept.
+    extractor_state_dir: Path | None = None
 
     @model_validator(mode="after")
     def _cap_below_limit(self) -> Self:

@@ -2,7 +2,9 @@
 
 One reader thread per file decompresses it and cuts it into chunks of whole records
 (:mod:`extractor.cutting`); each chunk goes to the worker pool (:mod:`extractor.workers`)
-as soon as it is cut. At most ``ahead`` chunks are cut and not yet handed out, so memory
+as soon as it is cut (with a :class:`~extractor.delta.Selection`, only the records it
+picks, and each record's digest goes into the new manifest). At most ``ahead`` chunks are
+cut and not yet handed out, so memory
 stays bounded whatever the file size, and chunks come out in file order (the order the
 consumers see within one file does not matter to them, but it keeps a break easy to read:
 everything before it, nothing after).
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 from common.lifecycle import AsyncResource
 from extractor.cutting import RawChunk, cut
+from extractor.delta import Selection, select_chunks
 from extractor.dumpfile import DumpError, DumpFile
 from extractor.packing import Packing
 from extractor.workers import Encoded, Job, WorkerDied, Workers
@@ -50,11 +53,16 @@ class ChunkReader(AsyncResource):
         chunk_records: int,
         chunk_bytes: int,
         ahead: int = 2,
+        selection: Selection | None = None,
     ) -> None:
         self._dump = dump
         self._packing = packing
         self._workers = workers
         self._cuts = cut(dump, max_records=chunk_records, max_bytes=chunk_bytes)
+        if selection is not None:  # digested on the reader thread; only the picked are sent
+            self._cuts = select_chunks(
+                self._cuts, selection, max_records=chunk_records, max_bytes=chunk_bytes
+            )
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dump-reader")
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=max(1, ahead))
         self._feeder: asyncio.Task[None] | None = None

@@ -61,7 +61,8 @@ def encode(job: Job) -> Encoded:
         records.extend(parse_chunk(dump, chunk))
     except DumpError as e:
         error = str(e)
-    where = Where(str(dump.path), chunk.first)
+    numbers = None if chunk.origins is None else [o[0] for o in chunk.origins]
+    where = Where(str(dump.path), chunk.first, numbers)
     try:
         bodies = pack(dump.data_type, dump.version, records, job.packing, where)
     except RecordTooLarge as e:

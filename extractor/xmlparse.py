@@ -68,7 +68,7 @@ def parse_record(file: str, chunk: RawChunk, index: int) -> dict[str, Any]:
     try:
         element = etree.fromstring(chunk.blob[start:end], _parser())
     except etree.XMLSyntaxError as e:
-        line, column = chunk.position(start)
+        number, line, column = chunk.origin(index)
         at_line, at_column = e.position
         if at_line > 1:
             line, column = line + at_line - 1, at_column
@@ -76,7 +76,7 @@ def parse_record(file: str, chunk: RawChunk, index: int) -> dict[str, Any]:
             column += at_column
         raise DumpError(
             f"{file}: malformed XML at line {line}, column {column} "
-            f"after {chunk.first + index - 1} records: {e.msg}"
+            f"after {number - 1} records: {e.msg}"
         ) from e
     raw = element_to_raw(element)
     return raw if isinstance(raw, dict) else {}
@@ -89,7 +89,7 @@ def parse_chunk(dump: DumpFile, chunk: RawChunk) -> Generator[Record, None, None
         try:
             yield normalise(dump.data_type, raw)
         except InvalidRecord as e:
-            number = chunk.first + index
+            number = chunk.origin(index)[0]
             raise DumpError(f"{dump.path}: record #{number} is invalid: {e}") from e
 
 

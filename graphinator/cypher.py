@@ -107,7 +107,14 @@ NODE_PROPS: dict[DataType, str] = {
 
 # Former targets of removed edges (element ids, valid within the transaction) that are
 # now placeholders or tags with no relationship left: a fresh load would not have them.
-# The edge removal locked them, so no concurrent transaction can link them unseen.
+# ORPHANS_LOCK locks them first (a property written and removed): an edge removal alone
+# did not keep a concurrent purge or delete of the target from demoting it to a
+# placeholder unseen (it saw the edge, this transaction saw a complete node), which left
+# unreferenced placeholders behind; locked, the later of the two sees what the other did.
+ORPHANS_LOCK = (
+    f"{KEEP_PLAN}UNWIND $rows AS row MATCH (t) WHERE elementId(t) = row.id "
+    "SET t.locked_ = true REMOVE t.locked_"
+)
 ORPHANS = (
     f"{KEEP_PLAN}UNWIND $rows AS row MATCH (t) WHERE elementId(t) = row.id "
     "AND (t.placeholder OR t:Genre OR t:Style) AND NOT EXISTS { (t)--() } "

@@ -127,7 +127,10 @@ async def delete_orphans(tx: AsyncManagedTransaction, targets: set[str]) -> int:
     """Delete the former edge targets ``targets`` left as unreferenced placeholders/tags."""
     if not targets:
         return 0
-    return await _count(tx, cypher.ORPHANS, [{"id": t} for t in sorted(targets)], "deleted")
+    rows = [{"id": t} for t in sorted(targets)]  # one lock order: fewer deadlocks
+    result = await tx.run(cypher.ORPHANS_LOCK, rows=rows)
+    await result.consume()
+    return await _count(tx, cypher.ORPHANS, rows, "deleted")
 
 
 async def _count(

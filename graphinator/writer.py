@@ -8,7 +8,8 @@ read-then-write race across transactions); the placeholders and tags those remov
 leave unreferenced are deleted at the end. Unchanged records only have their ``seen``
 version moved forward. Statements are in :mod:`graphinator.cypher`, rows in
 :mod:`graphinator.rows`, the purge of records absent from a new version in
-:mod:`graphinator.purge`, error mapping in :mod:`graphinator.errors`; the model is in
+:mod:`graphinator.purge`, the version held and a delta's deletions in
+:mod:`graphinator.delta`, error mapping in :mod:`graphinator.errors`; the model is in
 docs/graph-model.md.
 """
 
@@ -20,11 +21,12 @@ from collections.abc import Sequence
 import structlog
 from neo4j import AsyncDriver, AsyncManagedTransaction
 
+from common.delta import held_after_full
 from common.messages import ExtractionComplete, FileComplete
 from common.purge import DEFAULT_VETO_FRACTION, decide
 from common.records import DataType, Record
 from common.sink import BatchRejected, TransientWriteError, WriteResult
-from graphinator import cypher, purge, rows
+from graphinator import cypher, delta, purge, rows
 from graphinator.errors import RETRYABLE, describe, execute_write
 
 log = structlog.get_logger(__name__)
@@ -109,8 +111,20 @@ class Neo4jWriter:
         self, data_type: DataType, message: ExtractionComplete, *, dead_letters: int
     ) -> int:
         """Purge the records of ``data_type`` absent from ``message.version`` when the
-        guards allow it; returns how many records were removed (0 when skipped)."""
+        guards allow it (not after a delta: its deletions were explicit), and set the
+        version held; returns how many records were removed (0 when skipped)."""
         version, dt = message.version, str(data_type)
+        base = message.delta_base(data_type)
+        if base is not None:
+            await delta.after_delta(
+                self._driver,
+                self._database,
+                data_type,
+                version,
+                base_version=base,
+                dead_letters=dead_letters,
+            )
+            return 0
         facts = await purge.load_facts(
             self._driver, self._database, data_type, version, dead_letters
         )
@@ -126,6 +140,7 @@ class Neo4jWriter:
                 stored=facts.stored,
                 dead_letters=dead_letters,
             )
+            await delta.set_held(self._driver, self._database, data_type, None)
             return 0
         started = time.monotonic()
         count = await purge.run(
@@ -141,6 +156,16 @@ class Neo4jWriter:
             orphans=count.orphans,
             seconds=round(time.monotonic() - started, 3),
         )
+        await delta.set_held(
+            self._driver, self._database, data_type, held_after_full(version, purged=True)
+        )
+        return count.records
+
+    async def held_version(self, data_type: DataType) -> str | None:
+        return await delta.held(self._driver, self._database, data_type)
+
+    async def delete(self, data_type: DataType, ids: Sequence[str], *, version: str) -> int:
+        count = await delta.delete(self._driver, self._database, data_type, ids, version)
         return count.records
 
 

@@ -47,13 +47,16 @@ class Purger:
         async with self._transaction() as cur:
             await cur.execute(updates.SET_FILE_COMPLETE, (data_type.value, version))
 
-    async def purge(self, data_type: DataType, version: str | None, *, dead_letters: int) -> int:
-        """Delete the rows of ``data_type`` not seen in ``version`` if allowed; how many went."""
+    async def purge(
+        self, data_type: DataType, version: str | None, *, dead_letters: int
+    ) -> int | None:
+        """Delete the rows of ``data_type`` not seen in ``version`` if allowed; how many went
+        (None: the purge was refused)."""
         facts = await self._facts(data_type, version, dead_letters)
         decision = decide(facts, veto_fraction=self._veto_fraction)
         if not decision.allowed or version is None:  # decide() refuses a missing version
             _log_skipped(data_type, facts, decision)
-            return 0
+            return None
         started = time.perf_counter()
         deleted = await self._delete(sql.SPECS[data_type], version)
         log.info(

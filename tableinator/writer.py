@@ -7,7 +7,8 @@ every record's dump version in the narrow ``<type>_seen`` table. ``extraction_co
 purges what the version did not carry (:mod:`tableinator.purger`). Bulk-load mode drops a
 table's secondary indexes while it is loaded and rebuilds them on ``file_complete``; the
 flag lives in the database (``tableinator_state``) so a restart mid-load still ends with
-every index in place.
+every index in place. The version the table holds, and a delta's deletions:
+:mod:`tableinator.delta`.
 Statements and rows come from :mod:`tableinator.sql`; docs/postgres.md explains them.
 """
 
@@ -24,12 +25,14 @@ import structlog
 from psycopg import AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
+from common.delta import held_after_full
 from common.messages import ExtractionComplete, FileComplete
 from common.purge import DEFAULT_VETO_FRACTION
 from common.records import DataType, Record
 from common.sink import WriteResult
 from tableinator import rows as copy_rows
 from tableinator import sql, updates
+from tableinator.delta import CREATE_VERSIONS, DeltaStore
 from tableinator.purger import Purger
 
 log = structlog.get_logger(__name__)
@@ -67,12 +70,14 @@ class PostgresWriter:
         self._purger = Purger(
             self._transaction, veto_fraction=purge_veto_fraction, chunk_size=purge_chunk_size
         )
+        self._delta = DeltaStore(self._transaction)
 
     async def setup(self) -> None:
         """Create the schema (safe to re-run) and enter bulk-load mode where it applies."""
         async with self._transaction() as cur:
             await cur.execute(sql.ADVISORY_LOCK, (sql.SCHEMA_LOCK_KEY,))
-            for statement in [*sql.schema_statements(), *updates.schema_statements()]:
+            statements = [*sql.schema_statements(), *updates.schema_statements(), CREATE_VERSIONS]
+            for statement in statements:
                 await cur.execute(statement)
             await self._add_missing_columns(cur)
             self._lz4 = await self._lz4_available(cur)
@@ -117,13 +122,27 @@ class PostgresWriter:
     async def extraction_complete(
         self, data_type: DataType, message: ExtractionComplete, *, dead_letters: int
     ) -> int:
-        """Make sure every index exists, then purge the rows ``message.version`` lacked.
+        """Make sure every index exists, then purge the rows ``message.version`` lacked
+        (not after a delta: its deletions were explicit) and set the version held.
 
         The purge is skipped (and logged, returning 0) when :func:`common.purge.decide`
         refuses it; it is idempotent, so a redelivered message after a crash finishes it.
         """
         await self.ensure_indexes(data_type)
-        return await self._purger.purge(data_type, message.version, dead_letters=dead_letters)
+        base = message.delta_base(data_type)
+        if base is not None:
+            await self._delta.after_delta(data_type, message.version, base, dead_letters)
+            return 0
+        deleted = await self._purger.purge(data_type, message.version, dead_letters=dead_letters)
+        held = held_after_full(message.version, purged=deleted is not None)
+        await self._delta.set_held(data_type, held)
+        return deleted or 0
+
+    async def held_version(self, data_type: DataType) -> str | None:
+        return await self._delta.held(data_type)
+
+    async def delete(self, data_type: DataType, ids: Sequence[str], *, version: str) -> int:
+        return await self._delta.delete(data_type, ids, version)
 
     async def ensure_indexes(self, data_type: DataType) -> None:
         """Create any missing secondary index of ``data_type`` and leave bulk-load mode.

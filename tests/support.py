@@ -122,6 +122,7 @@ class RecordingWriter:
     written: dict[DataType, dict[str, Record]] = field(
         default_factory=lambda: {t: {} for t in DataType}
     )
+    held: dict[DataType, str] = field(default_factory=dict)  # the version held per type
 
     def __post_init__(self) -> None:
         self.gate.set()
@@ -145,6 +146,14 @@ class RecordingWriter:
     ) -> int:
         self.events.append(("extraction_complete", data_type, []))
         return 0
+
+    async def held_version(self, data_type: DataType) -> str | None:
+        return self.held.get(data_type)
+
+    async def delete(self, data_type: DataType, ids: Sequence[str], *, version: str) -> int:
+        gone = [i for i in ids if self.written[data_type].pop(i, None) is not None]
+        self.events.append(("delete", data_type, list(ids)))
+        return len(gone)
 
     def count(self, data_type: DataType) -> int:
         return len(self.written[data_type])

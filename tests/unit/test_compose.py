@@ -133,6 +133,16 @@ def test_extractor_loads_the_samples_unless_dump_dir_is_set(
     assert (ROOT / "data" / "samples").is_dir()
 
 
+def test_extractor_keeps_its_manifests_in_a_named_volume(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    extractor = services["extractor"]
+    folder = extractor["environment"]["EXTRACTOR_STATE_DIR"]
+    assert f"extractor-state:{folder}" in extractor["volumes"]
+    assert "extractor-state" in compose["volumes"]
+    assert f"mkdir {folder} && chown pipeline {folder}" in (ROOT / "Dockerfile").read_text()
+
+
 def test_nothing_prevents_scaling(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         assert "container_name" not in service, f"{name}: container_name blocks --scale"

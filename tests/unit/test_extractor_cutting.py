@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from common.records import DataType
-from extractor import cutting
+from extractor import inflate
 from extractor.cutting import RawChunk, cut
 from extractor.xmlparse import DumpError, DumpFile, iter_records
 
@@ -30,7 +30,7 @@ def records(chunks: list[RawChunk]) -> list[bytes]:
 def test_nested_and_empty_record_tags_cut_whole_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
 ) -> None:
-    monkeypatch.setattr(cutting, "BLOCK", block)
+    monkeypatch.setattr(inflate, "BLOCK", block)
     one = b'<label><id>1</id><sublabels><label id="2">B</label></sublabels></label>'
     two = b'<label id="3"/>'
     three = b"<label>\n<id>4</id><labels>x</labels><parentLabel id='1'>A</parentLabel></label>"

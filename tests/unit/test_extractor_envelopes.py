@@ -12,11 +12,15 @@ from common.messages import DataMessage, ExtractionComplete, FileComplete, decod
 from common.normalise import normalise
 from common.records import DataType
 from extractor.envelopes import (
+    BATCH_TAIL,
     batch_body,
+    batch_head,
     data_body,
+    delete_bodies,
     extraction_complete_body,
     file_complete_body,
     timestamp,
+    wire_record,
 )
 
 ISO_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -72,3 +76,48 @@ def test_extraction_complete_body() -> None:
 
 def test_timestamp_converts_to_utc() -> None:
     assert ISO_Z.fullmatch(timestamp())
+
+
+def test_delta_bodies_name_their_base_version() -> None:
+    batch = orjson.loads(batch_body(DataType.ARTISTS, "20200906", [RECORD], "20200806"))
+    assert list(batch) == ["type", "data_type", "version", "base_version", "records"]
+    assert batch["base_version"] == "20200806"
+    head = batch_head(DataType.ARTISTS, "20200906", "20200806")
+    assert head + wire_record(RECORD) + BATCH_TAIL == batch_body(
+        DataType.ARTISTS, "20200906", [RECORD], "20200806"
+    )
+    data = orjson.loads(data_body("20200906", RECORD, "20200806"))
+    assert (data["version"], data["base_version"]) == ("20200906", "20200806")
+    assert "base_version" not in orjson.loads(data_body("20200906", RECORD))
+
+    done = orjson.loads(
+        file_complete_body(
+            DataType.ARTISTS, "f", "20200906", 3, base_version="20200806", counts={"added": 3}
+        )
+    )
+    assert (done["base_version"], done["counts"], done["total_processed"]) == (
+        "20200806",
+        {"added": 3},
+        3,
+    )
+    assert "counts" not in orjson.loads(file_complete_body(DataType.ARTISTS, "f", "20200906", 3))
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    end = orjson.loads(
+        extraction_complete_body(
+            "20200906", started, {DataType.ARTISTS: 3}, {DataType.ARTISTS: "20200806"}
+        )
+    )
+    assert end["base_versions"] == {"artists": "20200806"}
+    assert "base_versions" not in orjson.loads(extraction_complete_body("20200906", started, {}))
+
+
+def test_delete_messages_keep_to_the_byte_cap() -> None:
+    ids = [str(10**8 + i) for i in range(1000)]
+    bodies = delete_bodies(DataType.RELEASES, "20200906", "20200806", ids, 2000)
+    assert all(len(b) <= 2000 for b in bodies)
+    decoded = [orjson.loads(b) for b in bodies]
+    assert [i for d in decoded for i in d["ids"]] == ids
+    assert list(decoded[0]) == ["type", "data_type", "version", "base_version", "ids"]
+    assert {(d["type"], d["data_type"], d["base_version"]) for d in decoded} == {
+        ("delete", "releases", "20200806")
+    }

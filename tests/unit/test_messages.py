@@ -9,6 +9,7 @@ import pytest
 
 from common.messages import (
     DataMessage,
+    Deletion,
     ExtractionComplete,
     FileComplete,
     InvalidMessage,
@@ -486,3 +487,113 @@ def test_a_malformed_version_is_ignored() -> None:
     msg = decode(DataType.ARTISTS, body, max_bytes=1_000_000)
     assert isinstance(msg, DataMessage)
     assert msg.records[0].version is None
+
+
+# --------------------------------------------------------------------------------------
+# delta messages: base_version, delete, the delta's file_complete and extraction_complete
+# --------------------------------------------------------------------------------------
+
+OLD, NEW = "20260301", "20260401"
+
+
+def test_a_delta_batch_names_its_base_version() -> None:
+    msg = decode_ok(
+        R, {"type": "batch", "version": NEW, "base_version": OLD, "records": [RELEASE_NORM]}
+    )
+    assert isinstance(msg, DataMessage)
+    assert msg.base_version == OLD
+    assert msg.records[0].version == NEW
+
+
+def test_a_delta_data_message_keeps_base_version_out_of_the_record() -> None:
+    msg = decode_ok(
+        A, {"type": "data", "id": "1", "name": "x", "version": NEW, "base_version": OLD}
+    )
+    full = decode_ok(A, {"type": "data", "id": "1", "name": "x", "version": NEW})
+    assert isinstance(msg, DataMessage)
+    assert msg.base_version == OLD
+    assert msg.records == full.records
+    assert full.base_version is None
+
+
+@pytest.mark.parametrize("base", ["2026-03-01", "202603", 20260301, "", [OLD], "2026030\uff11"])
+@pytest.mark.parametrize("kind", ["batch", "data", "delete", "file_complete"])
+def test_a_malformed_base_version_makes_the_message_invalid(kind: str, base: object) -> None:
+    obj = {"type": kind, "id": "1", "version": NEW, "base_version": base, "records": [], "ids": []}
+    assert "base_version" in rejected_reason(A, body(obj))
+
+
+def test_a_null_base_version_is_a_full_publish() -> None:
+    msg = decode_ok(A, {"type": "batch", "version": NEW, "base_version": None, "records": []})
+    assert msg.base_version is None
+
+
+def test_delete() -> None:
+    msg = decode_ok(
+        R,
+        {
+            "type": "delete",
+            "data_type": "releases",
+            "version": NEW,
+            "base_version": OLD,
+            "ids": ["17", "42", 7, "0123"],
+        },
+    )
+    assert msg == Deletion(R, ["17", "42", "7", "123"], NEW, OLD)
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"version": NEW, "ids": ["1"]}, "needs a version and a base_version"),
+        ({"base_version": OLD, "ids": ["1"]}, "needs a version and a base_version"),
+        ({"version": "April", "base_version": OLD, "ids": ["1"]}, "needs a version"),
+        ({"version": NEW, "base_version": OLD}, "no 'ids' list"),
+        ({"version": NEW, "base_version": OLD, "ids": "1,2"}, "no 'ids' list"),
+        ({"version": NEW, "base_version": OLD, "ids": ["1", "x2"]}, "ids[1] is not a Discogs id"),
+        ({"version": NEW, "base_version": OLD, "ids": ["-3"]}, "ids[0] is not a Discogs id"),
+        ({"version": NEW, "base_version": OLD, "ids": [True]}, "ids[0] is not a Discogs id"),
+        ({"version": NEW, "base_version": OLD, "ids": [None]}, "ids[0] is not a Discogs id"),
+        ({"version": NEW, "base_version": OLD, "ids": [{"id": "1"}]}, "ids[0] is not"),
+        ({"version": NEW, "base_version": OLD, "ids": ["9" * 20]}, "ids[0] is not a Discogs id"),
+        ({"version": NEW, "base_version": OLD, "ids": [], "data_type": "labels"}, "data_type"),
+    ],
+)
+def test_an_invalid_delete_message_says_why(fields: dict[str, Any], reason: str) -> None:
+    assert reason in rejected_reason(R, body({"type": "delete", **fields}))
+
+
+def test_a_delta_file_complete_carries_its_base_and_counts() -> None:
+    counts = {"added": 5, "changed": 10, "unchanged": 980, "deleted": 5}
+    msg = decode_ok(
+        A,
+        {
+            "type": "file_complete",
+            "data_type": "artists",
+            "file": f"discogs_{NEW}_artists.xml.gz",
+            "version": NEW,
+            "base_version": OLD,
+            "total_processed": 15,
+            "counts": {**counts, "bogus": -1},
+        },
+    )
+    assert msg == FileComplete(A, f"discogs_{NEW}_artists.xml.gz", 15, NEW, OLD, counts)
+    full = decode_ok(A, {"type": "file_complete", "version": NEW, "counts": counts})
+    assert (full.base_version, full.counts) == (None, None)
+
+
+def test_extraction_complete_names_the_types_sent_as_a_delta() -> None:
+    bases = {"releases": OLD, "labels": "20260215"}
+    msg = decode_ok(
+        A, {"type": "extraction_complete", "version": NEW, "base_versions": {**bases, "x": None}}
+    )
+    assert msg == ExtractionComplete(NEW, {}, bases)
+    assert msg.delta_base(R) == OLD
+    assert msg.delta_base(A) is None
+    assert decode_ok(A, {"type": "extraction_complete", "version": NEW}).base_versions == {}
+
+
+@pytest.mark.parametrize("bases", [[OLD], {"releases": "March"}, {"releases": 20260301}])
+def test_a_malformed_base_versions_makes_extraction_complete_invalid(bases: object) -> None:
+    raw = body({"type": "extraction_complete", "version": NEW, "base_versions": bases})
+    assert "base_version" in rejected_reason(A, raw)
