@@ -61,7 +61,8 @@ async def publish(folder: Path, prefix: str, state: Path | None, **options: Any)
 async def fresh_load(folder: Path, dsn: str, driver: AsyncDriver, prefix: str) -> tuple[Any, Any]:
     """Both stores after a full publish of ``folder`` into empty ones."""
     await clear_graph(driver)
-    async with running(pg_factory(dsn, prefix), neo_factory(prefix)) as made:
+    async with running(pg_factory(dsn, prefix), neo_factory(prefix)) as consumers_now:
+        made = consumers_now.made
         await publish(folder, prefix, None)
         await completed(made, B, TYPES)
     return await rows(dsn), await graph(driver)
@@ -85,7 +86,8 @@ async def test_a_in_full_then_b_as_a_delta_equals_a_fresh_load_of_b(
 ) -> None:
     version_b, state = b_and_state
     first = f"{exchange_prefix}-delta"
-    async with running(pg_factory(pg_dsn, first), neo_factory(first)) as made:
+    async with running(pg_factory(pg_dsn, first), neo_factory(first)) as consumers_now:
+        made = consumers_now.made
         await publish(SAMPLES, first, state)
         await completed(made, A, TYPES)
         assert await held(made, TYPES) == [A] * 8
@@ -154,13 +156,16 @@ async def test_consumers_killed_mid_delta_and_restarted_reach_the_same_state(
 
         publishing = asyncio.ensure_future(publish(folder, prefix, state, single=True))
 
-        async def progressed() -> bool:
-            done = {n: await asyncio.to_thread(c.committed) for n, c in running_now.items()}
-            return all(done[n] > base[n] for n in done)
+        killed: set[str] = set()
+
+        async def progressed() -> bool:  # each killed as soon as it applied part of it
+            for name, consumer in running_now.items():
+                if name not in killed and await asyncio.to_thread(consumer.committed) > base[name]:
+                    consumer.kill9()
+                    killed.add(name)
+            return len(killed) == len(running_now)
 
         await eventually(progressed, within=120, what="part of the delta applied")
-        for consumer in running_now.values():
-            consumer.kill9()
         assert await versions_held(pg_dsn, neo4j_driver) == {("postgres", A), ("neo4j", A)}
         for consumer in running_now.values():
             consumer.start()
@@ -191,7 +196,8 @@ async def test_a_placeholder_named_by_a_deleted_record_is_renamed_as_a_fresh_loa
     folder = tmp_path / "b"  # 5 % removed: release 4497815 goes, the only one that spelt
     derive(SAMPLES, folder, B, Shares(0.01, 0.005, 0.05))  # artist 3257076 "...Che Macerie"
     first = f"{exchange_prefix}-names"
-    async with running(pg_factory(pg_dsn, first), neo_factory(first)) as made:
+    async with running(pg_factory(pg_dsn, first), neo_factory(first)) as consumers_now:
+        made = consumers_now.made
         await publish(SAMPLES, first, tmp_path / "state")
         await completed(made, A, TYPES)
         await publish(folder, first, tmp_path / "state")
