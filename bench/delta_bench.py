@@ -75,7 +75,7 @@ def run_extractor(
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err)
         peak = 0.0
         while proc.poll() is None:
-            peak = max(peak, _rss_mb(proc.pid))
+            peak = max(peak, _family_rss_mb(proc.pid))
             time.sleep(0.2)
         wall = time.monotonic() - started
         err.seek(0)
@@ -102,18 +102,9 @@ def _rabbitmq_cpu() -> float:
     return sum(p.cpu_s for p in harness.processes() if p.name == "beam.smp")
 
 
-def _rss_mb(root: int) -> float:
+def _family_rss_mb(root: int) -> float:
     """The resident memory of ``root`` and its children (the extractor and its workers)."""
-    pids = [p.pid for p in harness.processes() if root in (p.pid, p.ppid)]
-    total = 0.0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
-        except OSError:
-            continue
-    return total
+    return dump_bench.rss_mb(dump_bench.tree(root))
 
 
 def measured(result: dict[str, Any], records_read: int, state: Path | None) -> dict[str, Any]:
