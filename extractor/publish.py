@@ -1,12 +1,10 @@
 """``extractor publish``: stream dump files onto their exchanges, confirmed, in order.
 
-Per file: the records (batched, or one per message with ``single``; parsed by the worker
-processes, :mod:`extractor.workers`), then, once every one of them is confirmed, one
-``file_complete``. After the last file, one
-``extraction_complete`` on each of the four exchanges. When a file breaks mid-way
-(:class:`~extractor.xmlparse.DumpError`) everything published before the break is
-confirmed before the error propagates, and no completion message is sent; so it is when
-a worker process dies (:class:`~extractor.workers.WorkerDied`).
+Per file: the records (parsed by :mod:`extractor.workers`), then, once every one is
+confirmed, one ``file_complete``; after the last file, one ``extraction_complete`` on each
+exchange. When a file breaks mid-way (``DumpError``) or a worker dies (``WorkerDied``),
+everything published before is confirmed before the error propagates, and no completion
+message is sent.
 """
 
 from __future__ import annotations
@@ -35,9 +33,7 @@ from extractor.xmlparse import DumpError, DumpFile
 log = structlog.get_logger("extractor")
 
 TYPE_ORDER = (DataType.LABELS, DataType.ARTISTS, DataType.MASTERS, DataType.RELEASES)
-# Records at least in a chunk sent to a worker (a multiple of the batch size), so that
-# what crosses between the processes is large next to the cost of one round trip.
-_CHUNK_RECORDS = 250
+_CHUNK_RECORDS = 250  # per chunk to a worker: large next to the cost of one round trip
 
 
 class UsageError(ValueError):
@@ -48,10 +44,8 @@ class UsageError(ValueError):
 class PublishOptions:
     batch_size: int = 500
     single: bool = False
-    # A batch message closes at batch_size records or max_message_bytes, whichever first.
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    # The largest message the consumers accept (their AMQP_MAX_MESSAGE_BYTES).
-    message_limit: int = DEFAULT_LIMIT
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES  # or batch_size, whichever first
+    message_limit: int = DEFAULT_LIMIT  # the consumers' AMQP_MAX_MESSAGE_BYTES
     workers: int = 1
     max_in_flight: int = 512
     max_in_flight_bytes: int = 64 * 1024 * 1024
