@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install services services-down test test-unit test-faults lint format run bench bench-dump bench-delta profile clean
+.PHONY: install services services-down test test-unit test-faults lint format run bench bench-dump bench-delta bench-update profile clean
 
 # setup.py compiles the normaliser: an edit to it reinstalls (and recompiles).
 $(STAMP): pyproject.toml requirements.lock setup.py common/normalise.py common/dumpshape.py
@@ -58,6 +58,11 @@ bench-dump: services
 # a full re-publish, the extractor alone, side by side.
 bench-delta: services
 	$(BIN)/python -m bench.delta_bench --percent $(BENCH_DUMP_PERCENT) $(BENCH_ARGS)
+
+# The same update through the whole pipeline (extractor and both consumers), delta against
+# a full re-publish of B over A, side by side.
+bench-update: services
+	$(BIN)/python -m bench.update_pipeline --percent $(BENCH_DUMP_PERCENT) $(BENCH_ARGS)
 
 # Where a consumer's CPU goes (py-spy), e.g. PROFILE_ARGS="--type releases --mode batch".
 profile: services

@@ -10,9 +10,7 @@ copy of A's manifests. Each: wall time, CPU seconds of the extractor's processes
 RSS, the projection to the full dump (the wall time scales with the records read), and
 the manifest's size. Results: bench/results/delta_extractor_<percent>pct.json.
 
-The consumers' side is not measured here yet: :func:`drain_consumers` runs both consumers
-on the queues a publish filled until each has handled every ``extraction_complete``, to
-be called after (a) and (b) once the stores hold A (the lead's merge of both branches).
+The same update through the whole pipeline, consumers included, is ``bench.update_pipeline``.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,7 +33,6 @@ from common.records import DataType
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION_B = "20260201"
-PORTS = {"graphinator": 8094, "tableinator": 8095}
 
 
 def version_b(source: Path) -> Path:
@@ -124,45 +120,6 @@ def measured(result: dict[str, Any], records_read: int, state: Path | None) -> d
         out["manifest_mb"] = round(size / 1e6, 1)
         out["manifest_full_dump_projection_mb"] = round(size * scale / 1e6)
     return out
-
-
-def drain_consumers(prefix: str, limit_s: float = 3600.0) -> dict[str, Any]:
-    """Both consumers on ``prefix``'s queues until each reports every type's
-    ``extraction_complete`` handled: seconds and CPU seconds of each."""
-    procs = {}
-    for service, port in PORTS.items():
-        env = {
-            **os.environ,
-            "DISCOGS_EXCHANGE_PREFIX": prefix,
-            "HEALTH_PORT": str(port),
-            "LOG_FORMAT": "json",
-            "LOG_LEVEL": "WARNING",
-        }
-        command = [str(harness.BIN / service)]
-        procs[service] = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    started, done, cpu = time.monotonic(), dict.fromkeys(PORTS, 0.0), dict.fromkeys(PORTS, 0.0)
-    try:
-        while time.monotonic() - started < limit_s and not all(done.values()):
-            for service, proc in procs.items():
-                family = [p for p in harness.processes() if proc.pid in (p.pid, p.ppid)]
-                cpu[service] = sum(p.cpu_s for p in family) or cpu[service]
-                if not done[service] and _all_complete(PORTS[service]):
-                    done[service] = round(time.monotonic() - started, 1)
-            time.sleep(0.2)
-    finally:
-        for proc in procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            proc.wait(timeout=60)
-    return {s: {"seconds": done[s] or None, "cpu_s": round(cpu[s], 1)} for s in PORTS}
-
-
-def _all_complete(port: int) -> bool:
-    health = harness.health(port)
-    if not health:
-        return False
-    types: dict[str, Any] = health["types"]  # type: ignore[assignment]
-    return all(types[t.value]["extraction_complete"] for t in DataType)
 
 
 def run(

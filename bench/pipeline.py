@@ -64,13 +64,15 @@ def _servers() -> dict[str, list[int]]:
 class Meter:
     """CPU seconds of the processes we start and of the servers, and the peak RSS of ours,
     sampled until each process ends: the last sample of a process that exits (a consumer,
-    a PostgreSQL backend) is what it spent."""
+    a PostgreSQL backend) is what it spent; of the ``running`` ones, what they spend from
+    now on."""
 
-    def __init__(self) -> None:
+    def __init__(self, running: dict[str, subprocess.Popen[bytes]] | None = None) -> None:
         self.cpu: dict[str, dict[int, float]] = {}
         self.base: dict[int, float] = {}
         self.peak_rss_mb = 0.0
-        self._record(_servers(), self.base)
+        ours = {name: dump_bench.tree(p.pid) for name, p in (running or {}).items()}
+        self._record(_servers() | ours, self.base)
 
     def _record(self, groups: dict[str, list[int]], into: dict[int, float] | None = None) -> None:
         for name, pids in groups.items():
@@ -116,24 +118,38 @@ def _done(name: str) -> bool:
     return all(types[t.value]["extraction_complete"] for t in DataType)
 
 
-def _extractor(dest: Path, prefix: str, log: Path) -> subprocess.Popen[bytes]:
+def _extractor(
+    dest: Path, prefix: str, log: Path, extra: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DISCOGS_EXCHANGE_PREFIX": prefix, "LOG_FORMAT": "json"}
     with log.open("wb") as err:
-        command = [str(harness.BIN / "extractor"), "publish", str(dest)]
+        command = [str(harness.BIN / "extractor"), "publish", str(dest), *extra]
         return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err)
 
 
-def _run(
-    dest: Path, prefix: str, dsn: str, logs: Path, *, with_extractor: bool, limit_s: float
+def run_stage(
+    dest: Path,
+    prefix: str,
+    dsn: str,
+    logs: Path,
+    *,
+    with_extractor: bool,
+    limit_s: float,
+    extra: tuple[str, ...] = (),
+    consumers_first: bool = False,
 ) -> dict[str, Any]:
-    """Start the consumers (and the extractor) and meter them until both have handled
-    every type's ``extraction_complete``."""
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    load, started, meter = os.getloadavg()[0], time.monotonic(), Meter()
+    """Start the consumers (and the extractor, with ``extra`` arguments) and meter them
+    until both have handled every type's ``extraction_complete``. ``consumers_first``:
+    the clock and the meter start once both consumers are up and consuming (long-running
+    services that a monthly update finds waiting), then the extractor starts."""
+    procs = {name: _consumer(name, prefix, dsn, logs / f"{name}.log") for name in PORTS}
+    if consumers_first:
+        _until_consuming(procs, logs, limit_s)
+    # Without consumers_first their start-up counts.
+    meter = Meter(procs if consumers_first else None)
+    load, started = os.getloadavg()[0], time.monotonic()
     if with_extractor:
-        procs["extractor"] = _extractor(dest, prefix, logs / "extractor.log")
-    for name in PORTS:
-        procs[name] = _consumer(name, prefix, dsn, logs / f"{name}.log")
+        procs["extractor"] = _extractor(dest, prefix, logs / "extractor.log", extra)
     try:
         pending = set(PORTS)
         while pending and time.monotonic() - started < limit_s:
@@ -156,6 +172,14 @@ def _run(
         "cpu_s": meter.totals(),
         "peak_rss_mb": round(meter.peak_rss_mb, 1),
     }
+
+
+def _until_consuming(procs: dict[str, subprocess.Popen[bytes]], logs: Path, limit_s: float) -> None:
+    deadline = time.monotonic() + limit_s
+    while not all(harness.consuming_at(logs / f"{name}.log") for name in procs):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs.values()):
+            raise RuntimeError(f"the consumers did not start; see {logs}")
+        time.sleep(0.1)
 
 
 def _rates(result: dict[str, Any], records: int) -> dict[str, Any]:
@@ -188,7 +212,7 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextmanager
-def _fresh_stores() -> Iterator[str]:
+def fresh_stores() -> Iterator[str]:
     stores.clear_graph()
     with stores.fresh_database() as dsn:
         yield dsn
@@ -205,12 +229,12 @@ def measure(percent: float, limit_s: float) -> dict[str, Any]:
         prefix = f"bench-pipe-{uuid.uuid4().hex[:8]}"
         asyncio.run(dump_bench.topology(prefix))
         try:
-            with _fresh_stores() as dsn:
+            with fresh_stores() as dsn:
                 if stage == "drain":
                     alone = dump_bench.extractor_alone(dest, prefix, None)
                     report["extractor_alone"] = alone
                     records = alone["records"]
-                run = _run(
+                run = run_stage(
                     dest, prefix, dsn, logs, with_extractor=stage == "pipeline", limit_s=limit_s
                 )
                 report["consumers_drain" if stage == "drain" else "whole_pipeline"] = run | {
