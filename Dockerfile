@@ -1,7 +1,7 @@
 # One image with the three commands: graphinator, tableinator, extractor.
 # Build stage: wheels for the project and its pinned dependencies.
 FROM python:3.11-slim-bookworm AS build
-# A C compiler for the mypyc-compiled normaliser (setup.py); the runtime stage has none.
+# A C compiler for the mypyc-compiled modules (setup.py); the runtime stage has none.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install services services-down test test-unit test-faults lint format run bench bench-dump bench-delta bench-update profile clean
 
-# setup.py compiles the normaliser: an edit to it reinstalls (and recompiles).
-$(STAMP): pyproject.toml requirements.lock setup.py common/normalise.py common/dumpshape.py
+# setup.py compiles the normaliser and extractor/rawshape.py: an edit reinstalls (and recompiles).
+$(STAMP): pyproject.toml requirements.lock setup.py common/normalise.py common/dumpshape.py \
+		extractor/rawshape.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'

@@ -1,82 +1,49 @@
 """Records of a dump as Python objects: each cut record parsed, in the raw and normal shapes.
 
-:mod:`extractor.cutting` cuts the stream into records (bytes); here each is parsed by lxml
-on its own and becomes the raw (xmltodict-style) shape of the wire contract, then goes
-through :func:`common.normalise.normalise`, the same code the consumers run on raw
-messages, so both paths agree by construction. The extractor's workers call
-:func:`parse_chunk`; :func:`iter_raw` and :func:`iter_records` read a whole file in one
-thread (tests, tools).
+:mod:`extractor.cutting` cuts the stream into records (bytes); here each is parsed on its
+own by the standard library's ElementTree (expat: its elements are cheaper to walk than
+lxml's proxies) and becomes the raw (xmltodict-style) shape of the wire contract
+(:mod:`extractor.rawshape`), then goes through :func:`common.normalise.normalise`, the
+same code the consumers run on raw messages, so both paths agree by construction. The
+extractor's workers call :func:`parse_chunk`; :func:`iter_raw` and :func:`iter_records`
+read a whole file in one thread (tests, tools).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Generator
 from typing import Any
-
-from lxml import etree
+from xml.etree import ElementTree
 
 from common.normalise import normalise
 from common.records import InvalidRecord, Record
 from extractor.cutting import RawChunk, cut
 from extractor.dumpfile import RECORD_TAG, DumpError, DumpFile
+from extractor.rawshape import element_to_raw
 
 __all__ = ["RECORD_TAG", "DumpError", "DumpFile", "iter_raw", "iter_records", "parse_chunk"]
 
 _CHUNK_RECORDS, _CHUNK_BYTES = 64, 1 << 20  # for the one-thread readers
-_parsers = threading.local()  # an lxml parser is used by one thread only
-
-
-def _parser() -> etree.XMLParser:
-    parser: etree.XMLParser | None = getattr(_parsers, "parser", None)
-    if parser is None:
-        parser = etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
-        _parsers.parser = parser
-    return parser
-
-
-def element_to_raw(el: Any) -> Any:
-    """One XML element in the xmltodict convention: ``@attr``, ``#text``, lists for repeats."""
-    children = list(el)
-    if not children:
-        text = el.text if el.text else None
-        if not el.attrib:
-            return text
-        node: dict[str, Any] = {f"@{k}": v for k, v in el.attrib.items()}
-        if text is not None:
-            node["#text"] = text
-        return node
-    out: dict[str, Any] = {f"@{k}": v for k, v in el.attrib.items()}
-    for child in children:
-        if not isinstance(child.tag, str):  # comments, processing instructions
-            continue
-        value = element_to_raw(child)
-        if child.tag in out:
-            prev = out[child.tag]
-            if isinstance(prev, list):
-                prev.append(value)
-            else:
-                out[child.tag] = [prev, value]
-        else:
-            out[child.tag] = value
-    return out
 
 
 def parse_record(file: str, chunk: RawChunk, index: int) -> dict[str, Any]:
     """Record ``index`` of ``chunk`` in the raw shape; malformed XML is a DumpError."""
     start, end = chunk.spans[index]
     try:
-        element = etree.fromstring(chunk.blob[start:end], _parser())
-    except etree.XMLSyntaxError as e:
+        # The cut record starts at its own element, where no DOCTYPE may stand: it can
+        # declare no entity to expand and name no external one (the XML attacks of S314).
+        element = ElementTree.fromstring(chunk.blob[start:end])  # noqa: S314
+    except ElementTree.ParseError as e:
         number, line, column = chunk.origin(index)
-        at_line, at_column = e.position
+        at_line, at_column = e.position  # expat counts columns from 0
         if at_line > 1:
-            line, column = line + at_line - 1, at_column
+            line, column = line + at_line - 1, at_column + 1
         else:
-            column += at_column
+            column += at_column + 1
+        reason = str(e).split(":", 1)[0]
         raise DumpError(
             f"{file}: malformed XML at line {line}, column {column} "
-            f"after {number - 1} records: {e.msg}"
+            f"after {number - 1} records: {reason}"
         ) from e
     raw = element_to_raw(element)
     return raw if isinstance(raw, dict) else {}

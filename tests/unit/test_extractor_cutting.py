@@ -52,7 +52,7 @@ def test_chunks_close_at_the_byte_limit(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("data_type", list(DataType))
-def test_the_samples_cut_as_lxml_reads_them(data_type: DataType) -> None:
+def test_the_samples_cut_into_their_records(data_type: DataType) -> None:
     dump = DumpFile.from_path(SAMPLES / f"discogs_20200806_{data_type.value}.xml.gz")
     chunks = list(cut(dump, max_records=300, max_bytes=1 << 30))
     assert [len(c.spans) for c in chunks] == [300, 300, 300, 100]

@@ -1,5 +1,6 @@
-"""The normaliser's build: compiled with mypyc on install, current, and its interpreted
-source equal in behaviour (it runs wherever the project is installed without a compiler).
+"""The compiled modules' build (the normaliser, the extractor's XML-to-raw conversion):
+compiled with mypyc on install and current; the normaliser's interpreted source equal in
+behaviour (it runs wherever the project is installed without a compiler).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import pytest
 
 import common.dumpshape
 import common.normalise
+import extractor.rawshape
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = [common.normalise, common.dumpshape]
+MODULES = [common.normalise, common.dumpshape, extractor.rawshape]
 COMPILED = not common.normalise.__file__.endswith(".py")
 
 
@@ -32,7 +34,7 @@ def test_normaliser_is_compiled(module: ModuleType) -> None:
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
 def test_compiled_normaliser_is_not_older_than_its_source(module: ModuleType) -> None:
     # An extension module shadows its source: a stale one would hide every edit.
-    source = ROOT / "common" / f"{module.__name__.rpartition('.')[2]}.py"
+    source = ROOT / f"{module.__name__.replace('.', '/')}.py"
     built = Path(str(module.__file__)).stat().st_mtime
     assert built >= source.stat().st_mtime, f"{source.name} changed: run `make install`"
 
