@@ -1,13 +1,13 @@
 """The extractor alone, ``--workers 1`` against ``--workers 2``, side by side in one run.
-
 Builds a releases dump from the sample's records (``bench.extractor_memory.write_dump``),
 binds a queue to a throwaway exchange, and publishes the dump with ``extractor publish``
 with each worker count in turn (the order alternating between pairs), emptying the queue
-after every run. For each run: wall time, the file's records/s as the extractor logs it,
-CPU seconds of the extractor and its workers, and the peak of the summed RSS of all its
-processes. Prints the pairs and the
-median ratio, and writes them to bench/results/extractor_workers.json. Usage:
-python -m bench.extractor_workers [--records N] [--pairs P]
+after every run. ``--dump P``: the whole bench dump of ``bench.dumpgen`` at P % (all four
+types, ``make bench-dump``'s) instead, its rate taken over the wall time. For each run:
+wall time, the records/s, CPU seconds of the extractor and its workers, and the peak of
+the summed RSS of all its processes. Prints the pairs and the median ratio, and writes
+them to bench/results/extractor_workers[_<P>pct].json. Usage:
+python -m bench.extractor_workers [--records N | --dump PERCENT] [--pairs P]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import aio_pika
 
+from bench import dump_bench
 from bench.extractor_memory import write_dump
 from bench.harness import AMQP_URL, BIN
 
@@ -103,13 +104,16 @@ def run_once(path: Path, prefix: str, workers: int) -> dict[str, float]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"extractor exited {proc.returncode}: {lines[-1:]}")
-    published = next(json.loads(x) for x in lines if '"file published"' in x)
+    files = [json.loads(x) for x in lines if '"file published"' in x]
+    records = sum(int(f["records"]) for f in files)
     total_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     asyncio.run(_queues(prefix, purge=True))
     return {
         "workers": workers,
         "wall_s": round(wall, 2),
-        "file_records_per_s": published["records_per_s"],
+        "records": records,
+        "records_per_s": round(records / wall),
+        "file_records_per_s": files[0]["records_per_s"] if len(files) == 1 else None,
         "cpu_s": round(total_cpu, 1),
         "main_cpu_s_sampled": round(cpu.get(proc.pid, 0.0), 1),
         "peak_rss_mb": round(peak, 1),
@@ -119,13 +123,17 @@ def run_once(path: Path, prefix: str, workers: int) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--dump", type=float, help="the bench dump at this percent instead")
     parser.add_argument("--pairs", type=int, default=3)
     args = parser.parse_args()
     prefix = f"bench-workers-{uuid.uuid4().hex[:8]}"
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "discogs_20260101_releases.xml.gz"
-        write_dump(path, args.records)
+        if args.dump:
+            path = dump_bench.dump_folder(args.dump)
+        else:
+            write_dump(path, args.records)
         asyncio.run(_queues(prefix, create=True))
         try:
             for i in range(args.pairs):
@@ -138,10 +146,12 @@ def main() -> int:
                 sys.stdout.write(json.dumps(pair) + "\n")
         finally:
             asyncio.run(_queues(prefix))
-    ratios = [p[1]["file_records_per_s"] / p[0]["file_records_per_s"] for p in runs]
+    rate = "records_per_s" if args.dump else "file_records_per_s"
+    ratios = [p[1][rate] / p[0][rate] for p in runs]
     walls = [p[0]["wall_s"] / p[1]["wall_s"] for p in runs]
     report = {
-        "records": args.records,
+        "records": runs[0][0]["records"],
+        "dump_percent": args.dump,
         "cpus": os.cpu_count(),
         "load_average_at_end": os.getloadavg(),
         "pairs": runs,
@@ -149,7 +159,8 @@ def main() -> int:
         "median_wall_ratio": round(statistics.median(walls), 2),
     }
     sys.stdout.write(json.dumps({k: v for k, v in report.items() if k != "pairs"}) + "\n")
-    out = Path(__file__).parent / "results" / "extractor_workers.json"
+    name = f"extractor_workers_{args.dump:g}pct" if args.dump else "extractor_workers"
+    out = Path(__file__).parent / "results" / f"{name}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
