@@ -139,10 +139,20 @@ neo4j_install() {
     -DincludeScope=runtime -DoutputDirectory="$NEO4J_HOME/lib"
   echo "$NEO4J_VERSION" >"$stamp"
 }
-# Whether the Neo4j holding the ports, if any, was started from another checkout.
+# The Neo4j servers listening on this project's Bolt port (7687), by their own config: a
+# second server on other ports (a benchmark's own) is not in the way and is left alone.
+neo4j_on_our_port() {
+  local pid conf
+  for pid in $(pgrep -f 'org[.]neo4j[.]server[.]CommunityEntryPoint' || true); do
+    conf=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | sed -n 's/^--config-dir=//p') || continue
+    grep -qs '^server[.]bolt[.]listen_address=.*:7687$' "$conf/neo4j.conf" && echo "$pid"
+  done
+  return 0
+}
+# Whether the Neo4j on our port, if any, was started from another checkout.
 neo4j_foreign() {
   local pid
-  for pid in $(pgrep -f 'org[.]neo4j[.]server[.]CommunityEntryPoint' || true); do
+  for pid in $(neo4j_on_our_port); do
     tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "--home-dir=$NEO4J_HOME" || return 0
   done
   return 1
@@ -179,12 +189,12 @@ neo4j_down() {
   # A server started from another checkout (another NEO4J_HOME) still holds the ports:
   # stop it through its process, as its own launcher would, and wait until Bolt is gone.
   local pids
-  pids=$(pgrep -f 'org[.]neo4j[.]server[.]CommunityEntryPoint' || true)
+  pids=$(neo4j_on_our_port)
   if [[ -n $pids ]]; then
-    log "stopping neo4j (pid $pids)"
+    log "stopping neo4j (pid ${pids//$'\n'/ })"
     # shellcheck disable=SC2086
     kill -TERM $pids
-    wait_for "neo4j to stop" 120 bash -c "! pgrep -f 'org[.]neo4j[.]server[.]CommunityEntryPoint'"
+    wait_for "neo4j to stop" 120 bash -c "for p in ${pids//$'\n'/ }; do [[ -e /proc/\$p ]] && exit 1; done; exit 0"
   fi
 }
 
