@@ -8,13 +8,13 @@ a completion message.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
 
+from common import waiting
 from common.amqp import SETTLE_ERRORS, Topology
 from common.batching import BatchProcessor, Rejection
 from common.delta import HeldVersions
@@ -23,7 +23,6 @@ from common.metrics import Metrics
 from common.records import DataType
 from common.settling import AmqpDelivery
 from common.sink import BatchRejected, TransientWriteError, Writer
-from common.waiting import RETRY
 
 log = structlog.get_logger(__name__)
 
@@ -34,23 +33,14 @@ async def retried(
     service: str, step: str, data_type: DataType, call: Callable[[], Awaitable[_T]]
 ) -> _T:
     """What ``call`` returns, once an outage (database or broker) is over."""
-    attempt = 0
-    while True:
-        try:
-            return await call()
-        except (TransientWriteError, *SETTLE_ERRORS) as e:
-            attempt += 1
-            delay = RETRY.delay(attempt)
-            log.warning(
-                "completion retry",
-                service=service,
-                data_type=data_type.value,
-                step=step,
-                attempt=attempt,
-                delay_s=round(delay, 2),
-                error=str(e) or repr(e),
-            )
-            await asyncio.sleep(delay)
+    return await waiting.retried(
+        call,
+        errors=(TransientWriteError, *SETTLE_ERRORS),
+        event="completion retry",
+        service=service,
+        data_type=data_type.value,
+        step=step,
+    )
 
 
 class Completions:

@@ -51,6 +51,32 @@ class Backoff:
 RETRY = Backoff(base=0.4, cap=30.0, jitter=0.5)
 
 
+async def retried(
+    call: Callable[[], Awaitable[T]],
+    *,
+    errors: tuple[type[BaseException], ...],
+    event: str,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    on_retry: Callable[[], None] | None = None,
+    **fields: object,
+) -> T:
+    """What ``call`` returns once it does not raise one of ``errors`` (an outage): each
+    failure is one ``event`` log line with ``fields``, then a :data:`RETRY` delay."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except errors as e:
+            attempt += 1
+            delay = RETRY.delay(attempt)
+            if on_retry is not None:
+                on_retry()
+            log.warning(
+                event, **fields, attempt=attempt, delay_s=round(delay, 2), error=str(e) or repr(e)
+            )
+            await sleep(delay)
+
+
 @dataclass(frozen=True, slots=True)
 class Waiter:
     """How to wait: backoff, sleep, clock and random draw (the real ones by default)."""
