@@ -1,10 +1,9 @@
-"""Waiting for a server at start: try, back off, try again, until it answers or we stop.
+"""Waiting out outages: try, back off, try again, until it works or we stop.
 
-A program may start before its servers, in any order, and wait however long they take.
-Each failed attempt is one log line naming the server, the attempt, the error and the
-delay before the next one; the delays grow exponentially up to a cap, and a stop request
-(SIGTERM) ends the wait at once. The clock, the sleep and the jitter are injected, so
-tests drive the loop exactly, without real sleeps.
+A program may start before its servers, in any order, and wait however long they take;
+a write or completion waits out a database or broker outage the same way. Each failure is
+one log line; a stop request (SIGTERM) ends a wait at once. Clock, sleep and jitter are
+injected, so tests drive the loops without real sleeps.
 """
 
 from __future__ import annotations
