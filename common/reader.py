@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 import structlog
 from aio_pika.abc import AbstractConnection
@@ -33,32 +31,22 @@ _MIN_BATCH_PREFETCH = 4
 Lost = ConsumerLost | ChannelLost
 
 
-@dataclass(frozen=True, slots=True)
 class PrefetchSizing:
     """The prefetch a queue starts with, and the one that keeps two writes' worth of
     records arriving once the records per message are known."""
 
-    fixed: int | None  # AMQP_PREFETCH, when set
-    single: int  # for one-record messages
-    largest_write: Mapping[DataType, int]
-
-    @classmethod
-    def of(cls, settings: CommonSettings) -> PrefetchSizing:
+    def __init__(self, settings: CommonSettings) -> None:
         batch = settings.batch()
-        largest = {t: batch.largest_write(t) for t in DataType}
-        return cls(settings.amqp_prefetch, settings.prefetch(), largest)
-
-    @property
-    def first(self) -> int:
-        return self.fixed or _MIN_BATCH_PREFETCH
+        self._fixed = settings.amqp_prefetch
+        self._single = settings.prefetch()
+        self._largest_write = {t: batch.largest_write(t) for t in DataType}
+        self.first = self._fixed or _MIN_BATCH_PREFETCH
 
     def after(self, data_type: DataType, records_per_message: int) -> int:
-        if self.fixed is not None or records_per_message <= 1:
-            return self.single
-        return max(
-            _MIN_BATCH_PREFETCH,
-            math.ceil(2 * self.largest_write[data_type] / records_per_message),
-        )
+        if self._fixed is not None or records_per_message <= 1:
+            return self._single
+        wanted = math.ceil(2 * self._largest_write[data_type] / records_per_message)
+        return max(_MIN_BATCH_PREFETCH, wanted)
 
 
 class QueueReader:
@@ -72,7 +60,6 @@ class QueueReader:
         data_type: DataType,
         queue: str,
         handler: MessageHandler,
-        *,
         sizing: PrefetchSizing,
         prefetch: dict[DataType, int],
     ) -> None:

@@ -43,7 +43,7 @@ class ConsumeLoop:
         self._settings = settings
         self._names = names
         self._depths = depths
-        self._sizing = PrefetchSizing.of(settings)
+        self._sizing = PrefetchSizing(settings)
         self._readers: dict[DataType, QueueReader] = {}
         self.consuming = False
         self.prefetch: dict[DataType, int] = {}
@@ -83,21 +83,16 @@ class ConsumeLoop:
             return None
         handler.use(topology)
         self._depths.queues = topology.queues
-        tasks = []
-        for data_type in topology.queues:
-            reader = QueueReader(
-                data_type,
-                self._names.queue(data_type),
-                handler,
-                sizing=self._sizing,
-                prefetch=self.prefetch,
-            )
-            self._readers[data_type] = reader
-            run = reader.run(link.connection)
-            tasks.append(asyncio.create_task(run, name=f"consume-{data_type}"))
+        self._readers = {
+            t: QueueReader(t, self._names.queue(t), handler, self._sizing, self.prefetch)
+            for t in topology.queues
+        }
+        tasks = [
+            asyncio.create_task(reader.run(link.connection), name=f"consume-{t}")
+            for t, reader in self._readers.items()
+        ]
         self.consuming = True
-        queues = [q.name for q in topology.queues.values()]
-        log.info("consuming", service=self._name, queues=queues)
+        log.info("consuming", service=self._name, queues=[q.name for q in topology.queues.values()])
         code = await self._wait_until_stopped(stop, processor, tasks)
         self.consuming = False
         if code is None:
