@@ -11,7 +11,6 @@ backstop for messages that crash the process again and again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aio_pika
@@ -71,7 +70,6 @@ async def declare_topology(
     names: Names,
     *,
     delivery_limit: int,
-    data_types: Sequence[DataType] = tuple(DataType),
 ) -> Topology:
     """Declare (idempotently) the exchanges, queues and dead-letter path of one service."""
     dlx = await channel.declare_exchange(
@@ -79,7 +77,7 @@ async def declare_topology(
     )
     queues = {}
     dlqs = {}
-    for data_type in data_types:
+    for data_type in DataType:
         exchange = await channel.declare_exchange(
             names.exchange(data_type), aio_pika.ExchangeType.FANOUT, durable=True
         )

@@ -46,20 +46,6 @@ def settings_help(settings_cls: type[BaseSettings]) -> str:
     return "settings (environment variables):\n" + "\n".join(lines)
 
 
-def service_parser(
-    prog: str, description: str, settings_cls: type[BaseSettings]
-) -> argparse.ArgumentParser:
-    """The parser of a consumer service: no arguments but ``--help`` and ``--version``."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=description,
-        epilog=settings_help(settings_cls),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_version(parser)
-    return parser
-
-
 def add_version(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
 
@@ -67,5 +53,13 @@ def add_version(parser: argparse.ArgumentParser) -> None:
 def parse_service_args(
     prog: str, description: str, settings_cls: type[BaseSettings], argv: Sequence[str] | None
 ) -> None:
-    """Handle ``--help``/``--version`` (exiting 0) or reject unknown arguments (exit 2)."""
-    service_parser(prog, description, settings_cls).parse_args(argv)
+    """A consumer takes no arguments but ``--help`` and ``--version`` (exit 0); any other
+    exits 2."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=settings_help(settings_cls),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_version(parser)
+    parser.parse_args(argv)

@@ -21,7 +21,6 @@ class Clock(Protocol):
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
         """Call ``callback`` on the event loop once ``now()`` reaches ``when``."""
-        ...
 
     async def sleep(self, seconds: float) -> None: ...
 

@@ -1,17 +1,12 @@
 """Decoding of message bodies off the event loop: on worker processes, or on a thread.
 
-Decoding a batch message (parsing, normalising and hashing 500 releases) is most of a
-consumer's CPU. On a thread it still shares the interpreter lock with the event loop, so a
-consumer process cannot use more than one core; on worker processes the decoding runs on
-the other cores while the loop keeps the database busy. What crosses back is pickled, so a
-service that needs only part of each record passes a *projection* (a module-level
-function, run in the worker) that keeps just that part: tableinator keeps the canonical
-JSON and the few fields its columns and checks read.
-
-Bodies below ``inline_bytes`` (one-record messages) are decoded on the loop: shipping them
-to a process costs more than decoding them. Sizes are checked before anything is shipped.
-A worker that dies (killed, out of memory) breaks the pool; the body is then decoded on a
-thread and the pool is started anew, so a crash never loses or dead-letters a message.
+Decoding batch messages is most of a consumer's CPU. On a thread it shares the interpreter
+lock with the event loop; on worker processes it runs on the other cores. What crosses
+back is pickled, so a service may pass a *projection* (a module-level function, run in the
+worker) that keeps only what it needs of each record. Bodies below ``inline_bytes``
+(one-record messages) are decoded on the loop: shipping them costs more. A worker that
+dies breaks the pool; the body is then decoded on a thread and the pool started anew, so a
+crash never loses or dead-letters a message.
 """
 
 from __future__ import annotations
@@ -103,11 +98,8 @@ class Decoder(AsyncResource):
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
     def start(self, data_type: DataType, body: bytes) -> asyncio.Future[Message]:
-        """Begin decoding ``body`` at once (a consumer starts each delivery's decoding as it
-        arrives, so the workers decode ahead while earlier messages are handled).
-
-        The future holds the message, or the ``InvalidMessage`` :meth:`decode` raises.
-        """
+        """Begin decoding ``body`` now, so the workers decode ahead of the handling; the
+        future holds the message or the ``InvalidMessage``."""
         if self._inline(body):
             future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
             try:
@@ -150,8 +142,7 @@ class Decoder(AsyncResource):
             self._pool = ProcessPoolExecutor(
                 self._workers, mp_context=context, initializer=_init_worker
             )
-            # Start them now, beside the service's start-up.
-            for _ in range(self._workers):
+            for _ in range(self._workers):  # start them now, beside the service's start-up
                 self._pool.submit(_ready)
 
 

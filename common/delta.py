@@ -2,17 +2,8 @@
 
 A delta (docs/wire-format.md, "Delta updates") carries only what changed since its
 ``base_version``: applied over any other state it would leave the store matching no
-version at all. So each store keeps, per type, the version it fully holds, and:
-
-- a delta message whose ``base_version`` is not that version is refused
-  (:func:`refusal`), whole, and dead-lettered with the reason;
-- after a full publish's ``extraction_complete`` the store holds its version when the purge
-  ran, and none when it was refused (:func:`held_after_full`);
-- after a delta's ``extraction_complete`` it holds the new version when the delta was
-  applied whole over its base, and none otherwise (:func:`held_after_delta`).
-
-:class:`HeldVersions` keeps what the store said, read through the writer, so that each
-delta message is not a database round trip.
+version at all. So each store keeps, per type, the version it fully holds, and a delta
+message over any other is refused whole (dead-lettered with the reason).
 """
 
 from __future__ import annotations
@@ -65,9 +56,9 @@ _UNKNOWN = "unknown"  # not a dump version (those are YYYYMMDD)
 
 
 class HeldVersions:
-    """The version each type's store holds, read through ``read`` when first needed and
-    again after a refusal (another replica may have moved it); :meth:`forget` after the
-    store changed it."""
+    """The version each type's store holds, read through ``read`` when first needed (not a
+    round trip per message) and again after a refusal (another replica may have moved it);
+    :meth:`forget` after the store changed it."""
 
     def __init__(self, read: Callable[[DataType], Awaitable[str | None]]) -> None:
         self._read = read

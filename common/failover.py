@@ -1,11 +1,9 @@
 """Reaching any node of a RabbitMQ cluster: which node to try next, and when.
 
-aio-pika's robust connection reconnects only to the URL it was opened with, so a
-consumer or the extractor whose node died would wait for that node to come back. Here
-the caller owns the reconnection: :class:`NodeRing` tries every node of ``AMQP_URL`` in
-turn, starting with the one after the node that was lost, and waits a bounded,
-growing delay only between whole rounds (one live node is found within a round, at once).
-:func:`open_any` runs that plan with an injected ``sleep`` and ``clock``.
+aio-pika's robust connection reconnects only to the URL it was opened with, so a program
+whose node died would wait for that node. Instead :class:`NodeRing` tries every node of
+``AMQP_URL`` in turn, from the one after the node lost, and waits a growing delay only
+between whole rounds, so a live node is found within a round, at once.
 """
 
 from __future__ import annotations
@@ -71,8 +69,8 @@ class NodeRing:
             round_ += 1
 
     def delay(self, round_: int) -> float:
-        """Wait before round ``round_`` (1, 2, ...): ``base * 2**(round-1)`` capped at
-        ``cap``, times a factor in [0.5, 1) so that replicas do not retry in step."""
+        """Wait before round ``round_`` (1, 2, ...): :class:`~common.waiting.Backoff`
+        with half of it random, so that replicas do not retry in step."""
         backoff = Backoff(base=self._base, cap=self._cap, jitter=0.5)
         return backoff.delay(round_, lambda: 1.0 - self._jitter())
 
@@ -94,11 +92,9 @@ async def open_any(
     clock: Clock,
     give_up_after: float | None = None,
 ) -> T | None:
-    """Open a connection to a node of ``ring`` by ``open_one(url)``, following its plan.
-
-    A failure that is one of ``errors`` moves on to the next node. Returns None when
-    ``sleep`` says stop, or when a round ends ``give_up_after`` seconds or more after the
-    start without success (the last wait is cut short so that one round runs at the end).
+    """``open_one(url)`` of the nodes in ``ring``'s plan until one succeeds; one of
+    ``errors`` moves on. None when ``sleep`` says stop, or once a round ends
+    ``give_up_after`` seconds after the start (the last wait is cut so one round ends it).
     """
     deadline = None if give_up_after is None else clock() + give_up_after
     for url, wait in ring.plan():

@@ -1,18 +1,11 @@
-"""Consuming one queue below aio-pika's message objects, with its reconnection kept.
+"""Consuming one queue on aiormq's channel, below aio-pika's message objects.
 
-aio-pika hands each delivery to a consumer through an ``IncomingMessage`` (a dozen
-attributes set through a checking ``__setattr__``) and a task of its own, on top of the
-task aiormq already runs per delivery: with one-record messages, a large share of the
-consumer's time (docs/performance.md). :class:`QueueConsumer` consumes on the channel's
-underlying aiormq channel and hands the callback an
-:class:`Inbound`, which carries only what the runtime reads.
-
-A consumer lives on one channel of one connection. When that channel closes (its
-connection was lost, or the broker closed it), the callback gets a :class:`ChannelLost`:
-the caller consumes again on a new connection (:mod:`common.link`). Deliveries of the
-lost channel are void: the broker requeued them. A consumer the broker cancels (its
-queue was deleted) reaches the callback as a :class:`ConsumerLost`: the caller stops,
-since consuming again would only fail the same way.
+aio-pika's ``IncomingMessage`` (a checking ``__setattr__``) and its task per delivery cost
+a large share of a consumer's time with one-record messages (docs/performance.md); an
+:class:`Inbound` carries only what the runtime reads. When the channel closes the callback
+gets a :class:`ChannelLost`: the caller consumes again on a new connection (its deliveries
+are void, the broker requeued them). A consumer the broker cancels (queue deleted) gets a
+:class:`ConsumerLost`: the caller stops, since consuming again would fail the same way.
 """
 
 from __future__ import annotations
@@ -72,12 +65,8 @@ OnMessage = Callable[[Inbound | ConsumerLost | ChannelLost], None]
 
 
 class QueueConsumer:
-    """Consumes ``queue`` on ``channel`` until :meth:`cancel` or the channel closes.
-
-    ``on_message`` is called in delivery order, with each :class:`Inbound`, and last
-    with a :class:`ConsumerLost` if the broker ends the consumer or a
-    :class:`ChannelLost` if the channel closes.
-    """
+    """Passes ``on_message`` each delivery of ``queue`` in order, and last a
+    :class:`ConsumerLost` or :class:`ChannelLost` (unless :meth:`cancel` came first)."""
 
     def __init__(self, channel: Channel, queue: str, on_message: OnMessage) -> None:
         self._channel = channel
@@ -114,8 +103,7 @@ class QueueConsumer:
         self._on_message = _drop
 
     def _stop(self) -> None:
-        """No callbacks left on the channels (a resized prefetch puts a new consumer on the
-        same channel)."""
+        """No callbacks left on the channels: a resized prefetch reuses the channel."""
         self._active = False
         self._channel.close_callbacks.discard(self._closed)
         if self._underlay is not None:

@@ -1,10 +1,9 @@
 """A consumer's connection to the broker, reopened on any node of the cluster when lost.
 
-The connection is a plain ``aio_pika.connect`` one: when it is lost, the consumer drops
-its channels and consumers, :meth:`BrokerLink.reconnect` opens a new connection to the
-next node that answers (:mod:`common.failover`), and the consumer declares its topology
-and consumes again on it. Deliveries of the lost connection are never settled on the new
-one: the broker requeued them, and redelivers them.
+A plain ``aio_pika.connect`` connection: when it is lost, the consumer drops its channels,
+:meth:`BrokerLink.reconnect` connects to the next node that answers
+(:mod:`common.failover`), and the consumer declares and consumes there again. Deliveries
+of the lost connection are never settled on the new one: the broker redelivers them.
 """
 
 from __future__ import annotations
@@ -63,12 +62,8 @@ class BrokerLink(AsyncResource):
         return None if self._ring.current is None else node_of(self._ring.current)
 
     async def connect(self) -> bool:
-        """Connect to the first node that answers, waiting out outages until stopped.
-
-        Each attempt tries every node once, starting after the one lost; between attempts
-        the wait and its log line are those of every server's (:mod:`common.waiting`).
-        Returns False if stopped first.
-        """
+        """Connect to the first node that answers (each attempt tries every node once, the
+        one after the node lost first), waiting out outages; False if stopped first."""
         connection = await wait_for_server(
             "rabbitmq", self._one_round, errors=(ConnectionError,), stop=self._stop
         )

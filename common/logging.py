@@ -1,10 +1,7 @@
-"""structlog configuration for every program: JSON lines when the stream is not a terminal,
-console lines when it is.
+"""structlog for every program: JSON lines, or console lines on a terminal.
 
-Configured once, from ``main()``. Event names are stable strings with key=value fields;
-values are plain JSON (enums as their value, sets as sorted lists), never Python reprs.
-Libraries log through the standard library: their records go through the same renderer,
-on the same stream, without structlog's internal fields.
+Event names are stable strings with key=value fields whose values are plain JSON, never
+Python reprs. Libraries' standard-library records go through the same renderer and stream.
 """
 
 from __future__ import annotations
@@ -57,9 +54,8 @@ def configure_logging(
 ) -> None:
     """Route structlog and the standard library's loggers to ``stream`` at ``level``.
 
-    The stream is looked up when a line is written, not now, so a replaced ``sys.stdout``
-    (a test's capture) still receives it. ``cache``: bind loggers once (faster; tests that
-    configure again pass False).
+    The stream is looked up per line, so a replaced ``sys.stdout`` (a test's capture) gets
+    it. ``cache``: bind loggers once (faster; tests that configure again pass False).
     """
     out = _stream(stream)
     use_console = fmt == "console" or (fmt == "auto" and out.isatty())

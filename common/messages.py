@@ -152,8 +152,7 @@ def _base_version(obj: dict[str, Any]) -> str | None:
 
 
 def _batch(data_type: DataType, obj: dict[str, Any]) -> DataMessage:
-    _check_type(data_type, obj)
-    base = _base_version(obj)
+    base = _envelope(data_type, obj)
     raw = obj.get("records")
     if not isinstance(raw, list):
         raise InvalidMessage("batch message has no 'records' list")
@@ -170,8 +169,7 @@ def _batch(data_type: DataType, obj: dict[str, Any]) -> DataMessage:
 
 
 def _deletion(data_type: DataType, obj: dict[str, Any]) -> Deletion:
-    _check_type(data_type, obj)
-    base = _base_version(obj)
+    base = _envelope(data_type, obj)
     version = _version(obj.get("version"))
     if base is None or version is None:
         raise InvalidMessage("delete message needs a version and a base_version (YYYYMMDD)")
@@ -194,8 +192,7 @@ def _delete_id(data_type: DataType, index: int, raw: object) -> str:
 
 
 def _file_complete(data_type: DataType, obj: dict[str, Any]) -> FileComplete:
-    _check_type(data_type, obj)
-    base = _base_version(obj)
+    base = _envelope(data_type, obj)
     file = obj.get("file")
     file_name = file if isinstance(file, str) else ""
     total = obj.get("total_processed")
@@ -240,7 +237,9 @@ def _counts(counts: object) -> dict[str, int]:
     }
 
 
-def _check_type(data_type: DataType, obj: dict[str, Any]) -> None:
+def _envelope(data_type: DataType, obj: dict[str, Any]) -> str | None:
+    """The base version of a message whose declared data type (if any) is the queue's."""
     declared = obj.get("data_type")
     if declared is not None and declared != data_type.value:
         raise InvalidMessage(f"data_type {str(declared)[:20]!r} arrived on the {data_type} queue")
+    return _base_version(obj)

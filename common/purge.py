@@ -1,15 +1,9 @@
 """When a monthly update may delete what the new dump no longer holds (pure rules).
 
-After a type's ``extraction_complete`` (every batch flushed), a consumer removes the
-records of that type that the new version did not carry. It must not when the run is
-in doubt; each refusal gives its reason:
-
-- the type's ``file_complete`` for this version never arrived (the file was cut short);
-- records of this type were dead-lettered and still sit in the dead-letter queue (they
-  would be deleted from the store although the new dump still holds them);
-- the records seen in this version are far fewer than the store holds (a truncated or
-  wrong dump): more than ``veto_fraction`` of the stored records would go;
-- the message names no version, or the store has no records stamped with it.
+After a type's ``extraction_complete`` a consumer removes the records the new version
+did not carry, unless the run is in doubt: the file was cut short, records wait in the
+dead-letter queue (the dump still holds them), or far more would go than a month changes
+(a truncated or wrong dump). Each refusal gives its reason.
 """
 
 from __future__ import annotations

@@ -1,18 +1,11 @@
-"""Settling deliveries: the one place a received message is acked, dead-lettered or
-returned to its queue.
+"""The one place a received message is acked, dead-lettered or returned to its queue.
 
-A consuming channel has one :class:`Settler`. Each delivery it receives becomes an
-:class:`AmqpDelivery`, settled exactly once (by :class:`common.batching.BatchProcessor`
-after what it carries is committed, or by the consumer for a message that cannot be
-decoded):
-
-- each rejection is first published to the dead-letter exchange, with its reason in the
-  ``x-dead-letter-reason`` header (a confirmed publish), then the delivery is acked;
-- acks go out as multiple-acks over runs of settled deliveries (:class:`AckWindow`);
-- if the dead-letter publish fails, the delivery is returned to its queue (nack with
-  requeue): its redelivery repeats the idempotent write and the dead-lettering;
-- a delivery of a channel that closed is never settled: the broker requeued it and
-  redelivers it on the next connection.
+Each delivery is settled exactly once: its rejections are first published to the
+dead-letter exchange (a confirmed publish, the reason in ``x-dead-letter-reason``), then
+it is acked, in runs of multiple-acks (:class:`AckWindow`). If the dead-letter publish
+fails it is returned to its queue: the redelivery repeats the idempotent write and the
+dead-lettering. A delivery of a channel that closed is never settled: the broker
+redelivers it.
 """
 
 from __future__ import annotations
@@ -69,7 +62,6 @@ class AmqpDelivery:
         return self._message.redelivered
 
     async def settle(self, rejections: Sequence[Rejection]) -> None:
-        """Ack; first dead-letter each rejection (all of the message when ``body`` is None)."""
         if self._done:
             raise RuntimeError("delivery settled twice")
         self._done = True
@@ -111,12 +103,10 @@ class AmqpDelivery:
 class AckWindow:
     """Acknowledges one consuming channel's deliveries in runs, with multiple-acks.
 
-    ``ack(multiple=True)`` on tag N settles every delivery up to N on the channel, so the
-    window acks only up to the end of the longest run of *received* deliveries that are
-    all settled: a delivery settled out of order (its batch committed first) waits for
-    the ones before it. Every delivery must be :meth:`received` in arrival order and then
-    settled exactly once. After a reconnect (a new channel, whose tags start again) the
-    old channel's deliveries are forgotten: the broker has already requeued them.
+    ``ack(multiple=True)`` on tag N settles every delivery up to N, so the window acks only
+    to the end of the first run of received deliveries that are all settled: one settled
+    out of order waits for those before it. A new channel (tags start again) forgets the
+    old one's deliveries: the broker has requeued them.
     """
 
     def __init__(self, data_type: DataType) -> None:
@@ -139,10 +129,7 @@ class AckWindow:
 
     def settled(self, message: Inbound, *, requeued: bool = False) -> None:
         """Mark ``message`` settled; the ack goes out once the loop is next free.
-
-        ``requeued``: it was already returned to the broker (nacked), so the window passes
-        over it without acking it (a multiple-ack covers only outstanding deliveries).
-        """
+        ``requeued``: nacked already, so passed over, not acked."""
         channel = _channel_of(message)
         if channel is None or channel is not self._channel:
             return  # a closed channel's delivery: the broker redelivers it

@@ -20,17 +20,13 @@ class WriteResult:
 
 
 class TransientWriteError(Exception):
-    """The database could not take the batch now (down, restarting, deadlock): retry later.
-
-    The runtime retries with backoff for as long as it takes, never dead-letters on it.
-    """
+    """The database could not take the batch now (down, restarting, deadlock): retried with
+    backoff for as long as it takes, never dead-lettered."""
 
 
 class BatchRejected(Exception):
-    """The database refused the batch for a deterministic reason (bad data).
-
-    The runtime splits the batch to isolate the record(s) at fault; ``str(e)`` is the reason.
-    """
+    """The database refused the batch for a deterministic reason (bad data): the batch is
+    split to isolate the records at fault; ``str(e)`` is the reason."""
 
 
 class Writer(Protocol):
@@ -44,26 +40,19 @@ class Writer(Protocol):
 
     async def file_complete(self, message: FileComplete) -> None:
         """Every record of the file is committed; run the type's completion work."""
-        ...
 
     async def extraction_complete(
         self, data_type: DataType, message: ExtractionComplete, *, dead_letters: int
     ) -> int:
-        """Every record of the run for ``data_type`` is committed: finish the update.
-
-        ``dead_letters`` is how many messages of the type wait in the dead-letter queue.
-        Returns how many stored records were deleted as absent from this version
-        (0 when the purge was skipped; see :mod:`common.purge` for when it must be).
-        It also sets or removes the version the store holds (see :mod:`common.delta`).
-        """
-        ...
+        """Every record of the run is committed: purge what the version lacks (when
+        :mod:`common.purge` allows) and set the version held (:mod:`common.delta`).
+        ``dead_letters``: the type's messages in the dead-letter queue. Returns the
+        records deleted (0 when the purge was skipped)."""
 
     async def held_version(self, data_type: DataType) -> str | None:
         """The dump version the store fully holds for ``data_type`` (None: none)."""
-        ...
 
     async def delete(self, data_type: DataType, ids: Sequence[str], *, version: str) -> int:
         """Remove the records ``ids`` (absent from ``version``) in one transaction; returns
         how many the store held. An id not held, or stored from ``version`` or a newer
         one, is left alone (a redelivered message deletes nothing more)."""
-        ...

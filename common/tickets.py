@@ -29,7 +29,6 @@ class Delivery(Protocol):
 
     async def settle(self, rejections: Sequence[Rejection]) -> None:
         """Ack; first dead-letter each rejection (all of the message when ``body`` is None)."""
-        ...
 
 
 @dataclass(slots=True)

@@ -1,10 +1,9 @@
-"""Waiting for a server at start: try, back off, try again, until it answers or we stop.
+"""Waiting out outages: try, back off, try again, until it works or we stop.
 
-A program may start before its servers, in any order, and wait however long they take.
-Each failed attempt is one log line naming the server, the attempt, the error and the
-delay before the next one; the delays grow exponentially up to a cap, and a stop request
-(SIGTERM) ends the wait at once. The clock, the sleep and the jitter are injected, so
-tests drive the loop exactly, without real sleeps.
+A program may start before its servers, in any order, and wait however long they take;
+a write or completion waits out a database or broker outage the same way. Each failure is
+one log line; a stop request (SIGTERM) ends a wait at once. Clock, sleep and jitter are
+injected, so tests drive the loops without real sleeps.
 """
 
 from __future__ import annotations
@@ -49,6 +48,32 @@ class Backoff:
 
 # Between the attempts of a write or of completion work that failed on an outage.
 RETRY = Backoff(base=0.4, cap=30.0, jitter=0.5)
+
+
+async def retried(
+    call: Callable[[], Awaitable[T]],
+    *,
+    errors: tuple[type[BaseException], ...],
+    event: str,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    on_retry: Callable[[], None] | None = None,
+    **fields: object,
+) -> T:
+    """What ``call`` returns once it does not raise one of ``errors`` (an outage): each
+    failure is one ``event`` log line with ``fields``, then a :data:`RETRY` delay."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except errors as e:
+            attempt += 1
+            delay = RETRY.delay(attempt)
+            if on_retry is not None:
+                on_retry()
+            log.warning(
+                event, **fields, attempt=attempt, delay_s=round(delay, 2), error=str(e) or repr(e)
+            )
+            await sleep(delay)
 
 
 @dataclass(frozen=True, slots=True)

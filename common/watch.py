@@ -27,20 +27,17 @@ Clock = Callable[[], float]
 
 
 class QueueDepths:
-    """Reads each queue's ready messages from the broker, at most once per ``min_interval``."""
+    """Reads each queue's ready messages from the broker, at most once a second."""
 
-    def __init__(
-        self, metrics: Metrics, *, clock: Clock = time.monotonic, min_interval: float = 1.0
-    ):
+    def __init__(self, metrics: Metrics, *, clock: Clock = time.monotonic) -> None:
         self._metrics = metrics
         self._clock = clock
-        self._min_interval = min_interval
         self._checked: float | None = None
         self.queues: Mapping[DataType, AbstractQueue] = {}
 
     async def refresh(self) -> None:
         now = self._clock()
-        if self._checked is not None and now - self._checked < self._min_interval:
+        if self._checked is not None and now - self._checked < 1.0:
             return
         self._checked = now
         for data_type, queue in self.queues.items():

@@ -14,7 +14,7 @@ from common.metrics import Metrics
 from common.records import DataType
 from common.sink import BatchRejected, TransientWriteError, Writer, WriteResult
 from common.tickets import Item
-from common.waiting import RETRY
+from common.waiting import retried
 
 log = structlog.get_logger(__name__)
 
@@ -51,27 +51,22 @@ class BatchWriter:
 
     async def _write_with_retry(self, data_type: DataType, items: list[Item]) -> None:
         records = [i.record for i in items]
-        attempt = 0
-        while True:
+
+        async def timed() -> tuple[WriteResult, float]:
             started = self._clock.now()
-            try:
-                result = await self._writer.write(data_type, records)
-            except TransientWriteError as e:
-                attempt += 1
-                delay = RETRY.delay(attempt)
-                self._metrics.record_retry(data_type)
-                log.warning(
-                    "write retry",
-                    service=self._service,
-                    data_type=data_type.value,
-                    attempt=attempt,
-                    delay_s=round(delay, 2),
-                    error=str(e),
-                )
-                await self._clock.sleep(delay)
-                continue
-            self._log_batch(data_type, len(records), result, self._clock.now() - started)
-            return
+            result = await self._writer.write(data_type, records)
+            return result, self._clock.now() - started
+
+        result, seconds = await retried(
+            timed,
+            errors=(TransientWriteError,),
+            event="write retry",
+            sleep=self._clock.sleep,
+            on_retry=lambda: self._metrics.record_retry(data_type),
+            service=self._service,
+            data_type=data_type.value,
+        )
+        self._log_batch(data_type, len(records), result, seconds)
 
     def _log_batch(
         self, data_type: DataType, size: int, result: WriteResult, seconds: float

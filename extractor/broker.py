@@ -1,10 +1,9 @@
-"""Publishing to RabbitMQ with publisher confirms and a bounded window of unconfirmed messages.
+"""Publishing to RabbitMQ with publisher confirms, each message until the broker takes it.
 
 Every message is ``mandatory``, persistent and ``application/json`` on a channel with
 publisher confirms and ``on_return_raises``: a message the broker returns (no queue bound)
-or nacks is a :class:`PublishFailed`, never a silent loss. Up to ``max_in_flight`` messages
-(and ``max_in_flight_bytes`` of bodies) await their confirms at once, which is what makes
-publishing fast; the bound keeps memory flat. The producer declares exchanges only.
+or nacks is a :class:`PublishFailed`, never a silent loss. The messages awaiting their
+confirms are bounded (:mod:`extractor.window`). The producer declares exchanges only.
 
 ``url`` may list the nodes of a cluster, comma-separated. When the connection is lost
 (its node stopped or died), the publisher goes on through another node
@@ -26,6 +25,7 @@ from common.failover import Clock
 from common.lifecycle import AsyncResource
 from common.records import DataType
 from extractor.brokerlink import PublisherLink, PublishFailed
+from extractor.window import ConfirmWindow
 
 __all__ = ["ConfirmingPublisher", "Nacked", "PublishFailed"]
 
@@ -40,7 +40,8 @@ class Nacked(PublishFailed):
 
 
 class ConfirmingPublisher(AsyncResource):
-    """Publishes message bodies to the ``{prefix}-{type}`` fanout exchanges, confirmed."""
+    """Publishes message bodies to the ``{prefix}-{type}`` fanout exchanges, each one again
+    after a lost connection or a nack until it is confirmed."""
 
     def __init__(
         self,
@@ -55,13 +56,8 @@ class ConfirmingPublisher(AsyncResource):
     ) -> None:
         self._link = PublisherLink(url, prefix, timeout=confirm_timeout, name=name, clock=clock)
         self._clock = clock
-        self._max_in_flight = max(1, max_in_flight)
-        self._max_bytes = max(1, max_in_flight_bytes)
         self._timeout = confirm_timeout
-        self._in_flight: dict[asyncio.Future[None], int] = {}
-        self._bytes = 0
-        self._failure: PublishFailed | None = None
-        self._settled_event = asyncio.Event()  # set whenever a message settles
+        self._window = ConfirmWindow(max_in_flight=max_in_flight, max_bytes=max_in_flight_bytes)
         self._closed = False
 
     def exchange_name(self, data_type: DataType) -> str:
@@ -78,64 +74,24 @@ class ConfirmingPublisher(AsyncResource):
         """
         if not self._link.exchanges or self._closed:
             raise RuntimeError("ConfirmingPublisher is not open")
-        await self._make_room(len(body))
-        task = asyncio.ensure_future(self._publish_one(data_type, body))
-        self._in_flight[task] = len(body)
-        self._bytes += len(body)
-        task.add_done_callback(self._settled)
+        await self._window.make_room(len(body))
+        self._window.add(asyncio.ensure_future(self._publish_one(data_type, body)), len(body))
 
     async def flush(self) -> None:
         """Wait until every message published so far is confirmed; raise the first failure."""
-        while self._in_flight:
-            await self._next_settlement()
-        self._raise_failure()
+        await self._window.drain()
 
     @property
     def in_flight(self) -> int:
-        return len(self._in_flight)
+        return len(self._window)
 
     async def close(self) -> None:
         """Let unconfirmed messages settle (within the confirm timeout), then disconnect."""
         if self._closed:
             return
         self._closed = True
-        if self._in_flight:
-            await asyncio.wait(list(self._in_flight), timeout=self._timeout)
-            for task in list(self._in_flight):
-                task.cancel()
-            if self._in_flight:
-                await asyncio.wait(list(self._in_flight))
+        await self._window.abandon(self._timeout)
         await self._link.close()
-
-    async def _make_room(self, size: int) -> None:
-        self._raise_failure()
-        while self._in_flight and (
-            len(self._in_flight) >= self._max_in_flight or self._bytes + size > self._max_bytes
-        ):
-            await self._next_settlement()
-            self._raise_failure()
-
-    async def _next_settlement(self) -> None:
-        """Wait until at least one more in-flight message settles (O(1), whatever the window)."""
-        self._settled_event.clear()
-        await self._settled_event.wait()
-
-    def _raise_failure(self) -> None:
-        if self._failure is not None:
-            raise self._failure
-
-    def _settled(self, task: asyncio.Future[None]) -> None:
-        self._bytes -= self._in_flight.pop(task, 0)
-        self._settled_event.set()
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is not None and self._failure is None:
-            self._failure = (
-                error
-                if isinstance(error, PublishFailed)
-                else PublishFailed(f"publishing failed: {error!r}")
-            )
 
     async def _publish_one(self, data_type: DataType, body: bytes) -> None:
         """Publish until confirmed: on a new connection after each one lost, and again

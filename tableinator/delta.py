@@ -9,21 +9,19 @@ the fixed specs of :mod:`tableinator.sql`; every value is a parameter.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Final
 
 import structlog
-from psycopg import AsyncCursor, sql
+from psycopg import sql
 
 from common.delta import DeltaFacts, held_after_delta
 from common.records import DataType
 from tableinator import updates
+from tableinator.pool import Transaction
 from tableinator.sql import SPECS, TableSpec
 
 log = structlog.get_logger(__name__)
-
-Transaction = Callable[[], AbstractAsyncContextManager[AsyncCursor[Any]]]
 
 VERSIONS_TABLE: Final = sql.Identifier("store_versions")
 CREATE_VERSIONS: Final = sql.SQL(

@@ -11,8 +11,6 @@ and finishes. Statements: :mod:`tableinator.updates`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import structlog
@@ -21,10 +19,9 @@ from psycopg import AsyncCursor
 from common.purge import LoadFacts, PurgeDecision, decide
 from common.records import DataType
 from tableinator import sql, updates
+from tableinator.pool import Transaction
 
 log = structlog.get_logger(__name__)
-
-Transaction = Callable[[], AbstractAsyncContextManager[AsyncCursor[Any]]]
 
 
 class Purger:
