@@ -144,9 +144,11 @@ class ChunkReader(AsyncResource):
         break is picked and sent first."""
         assert self._selection is not None
         picking: deque[tuple[RawChunk, asyncio.Future[Picked]]] = deque()
+        cutting = loop.run_in_executor(self._thread, self._cut)
         try:
             try:
-                while (raw := await loop.run_in_executor(self._thread, self._cut)) is not None:
+                while (raw := await cutting) is not None:
+                    cutting = loop.run_in_executor(self._thread, self._cut)  # while it is picked
                     picking.append((raw, self._workers.run(pick, self._selection.job(raw))))
                     while picking and (len(picking) > self._ahead or picking[0][1].done()):
                         await self._gathered(*picking.popleft())
@@ -155,7 +157,8 @@ class ChunkReader(AsyncResource):
                 raise
             await self._drain(picking)
         finally:
-            for _, future in picking:  # cancelled, or a worker died: not waited for
+            cutting.cancel()  # cancelled, or a worker died: nobody waits for the rest
+            for _, future in picking:
                 future.cancel()
 
     async def _drain(self, picking: deque[tuple[RawChunk, asyncio.Future[Picked]]]) -> None:
