@@ -20,8 +20,8 @@ from pathlib import Path
 
 from common.records import DataType
 from extractor.cutting import cut
+from extractor.delta import record_id
 from extractor.dumpfile import RECORD_TAG, DumpError, DumpFile
-from extractor.picking import record_id
 
 _CHANGE = {
     DataType.RELEASES: (b"<title>", b"<title>B "),

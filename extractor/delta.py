@@ -1,17 +1,17 @@
 """Which records of a dump file to send: all of them, or only what changed since a manifest.
 
-Each cut chunk's records are digested and looked up in the old manifest by a worker
-(:func:`extractor.picking.pick`); here, in the main process, what it found is recorded
-(:meth:`Selection.take`): the new manifest's entries, the old ones found, the counts.
-Only the added and changed go on to the parse workers, gathered into chunks of their own
-(:class:`Gather`) that keep each record's number and position in the file for the
+On the reader thread, each cut record's id is read off its bytes (the ``id`` attribute of
+a release or master, the first ``<id>`` element of an artist or label) and its raw bytes
+are digested, without parsing; both go into the new manifest. Against the old manifest a
+record is added (an id it lacks), changed (another digest) or unchanged. Only the added
+and changed go on to the parse workers, gathered into chunks of their own
+(:func:`select_chunks`) that keep each record's number and position in the file for the
 errors. After the file, the ids of the old manifest not found are the deletions.
-:func:`select_chunks` does the same on one thread (tests, benchmarks).
 """
 
 from __future__ import annotations
 
-import uuid
+import re
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +27,33 @@ from extractor.manifest import (
     ManifestInfo,
     ManifestReader,
     ManifestWriter,
+    digest,
     manifest_path,
     read_info,
 )
-from extractor.picking import OldManifest, Picked, PickJob, pick
 
 log = structlog.get_logger("extractor")
+
+# The record's own id, read without parsing; a record where it is not found is sent.
+_ID = {
+    DataType.RELEASES: re.compile(rb'<release\s[^>]*?\bid="\s*([0-9]+)\s*"'),
+    DataType.MASTERS: re.compile(rb'<master\s[^>]*?\bid="\s*([0-9]+)\s*"'),
+    DataType.ARTISTS: re.compile(rb"<id>\s*([0-9]+)\s*</id>"),
+    DataType.LABELS: re.compile(rb"<id>\s*([0-9]+)\s*</id>"),
+}
+
+
+def record_id(data_type: DataType, blob: bytes, start: int, end: int) -> int | None:
+    pattern = _ID[data_type]
+    m = (
+        pattern.match(blob, start, end)
+        if data_type in _ATTRIBUTE
+        else pattern.search(blob, start, end)
+    )
+    return int(m.group(1)) if m is not None else None
+
+
+_ATTRIBUTE = frozenset({DataType.RELEASES, DataType.MASTERS})
 
 
 @dataclass(slots=True)
@@ -60,12 +81,6 @@ class Selection:
     new: ManifestWriter
     old: ManifestReader | None = None
     counts: Counts = field(default_factory=Counts)
-    where: OldManifest | None = None  # the old manifest as the workers read it
-
-    def __post_init__(self) -> None:
-        if self.old is not None and self.where is None:
-            info = self.old.info
-            self.where = OldManifest(self.old.path, info.offset, info.count, uuid.uuid4().hex)
 
     @property
     def base_version(self) -> str | None:
@@ -78,23 +93,29 @@ class Selection:
         if not keep:
             self.new.discard()
 
-    def job(self, chunk: RawChunk) -> PickJob:
-        return PickJob(self.data_type, chunk, self.where)
-
-    def take(self, picked: Picked) -> None:
-        """Record what a worker found for one chunk, in the file's order."""
-        self.new.extend(picked.entries, picked.first_id, picked.last_id, ordered=picked.ordered)
-        if self.old is not None:
-            self.old.mark(picked.found)
-        counts = self.counts
-        counts.added += picked.added
-        counts.changed += picked.changed
-        counts.unchanged += picked.unchanged
-
-    def pick(self, chunk: RawChunk) -> Picked:
-        """:meth:`take` of the worker's part done here."""
-        picked = pick(self.job(chunk))
-        self.take(picked)
+    def pick(self, chunk: RawChunk) -> list[int]:
+        """The indexes of the records of ``chunk`` to send."""
+        picked = []
+        blob, old, counts = chunk.blob, self.old, self.counts
+        for index, (start, end) in enumerate(chunk.spans):
+            ident = record_id(self.data_type, blob, start, end)
+            if ident is None:  # the parse worker will say what is wrong with it
+                picked.append(index)
+                continue
+            new = digest(memoryview(blob)[start:end])
+            self.new.add(ident, new)
+            if old is None:
+                picked.append(index)
+                continue
+            stored = old.find(ident)
+            if stored == new:
+                counts.unchanged += 1
+                continue
+            if stored is None:
+                counts.added += 1
+            else:
+                counts.changed += 1
+            picked.append(index)
         return picked
 
     def deleted(self, size: int) -> Iterator[list[str]]:
@@ -155,7 +176,7 @@ def select_chunks(
     (closed once past ``max_bytes``); where ``cuts`` breaks, what was picked before the
     break comes first."""
     full = selection.old is None
-    gather = Gather(max_records, max_bytes)
+    gather = _Gather(max_records, max_bytes)
     try:
         for chunk in cuts:
             picked = selection.pick(chunk)
@@ -171,10 +192,16 @@ def select_chunks(
         yield rest
 
 
-@dataclass(slots=True)
-class Gather:
-    """The picked records of consecutive chunks, into chunks of their own."""
+def _advance(blob: bytes, line: int, column: int, at: int, to: int) -> tuple[int, int]:
+    """The line and column of ``blob[to]`` when ``blob[at]`` is at ``line``, ``column``."""
+    newlines = blob.count(b"\n", at, to)
+    if not newlines:
+        return line, column + to - at
+    return line + newlines, to - blob.rfind(b"\n", at, to)
 
+
+@dataclass(slots=True)
+class _Gather:
     max_records: int
     max_bytes: int
     parts: list[bytes] = field(default_factory=list)
@@ -183,13 +210,16 @@ class Gather:
     size: int = 0
     fraction: float = 0.0
 
-    def add(self, chunk: RawChunk, picked: Picked) -> Iterator[RawChunk]:
+    def add(self, chunk: RawChunk, picked: list[int]) -> Iterator[RawChunk]:
         self.fraction = chunk.fraction
-        for index, origin in zip(picked.picked, picked.origins, strict=True):
+        line, column, at = chunk.line, chunk.column, 0
+        for index in picked:
             start, end = chunk.spans[index]
+            line, column = _advance(chunk.blob, line, column, at, start)
+            at = start
             self.parts.append(chunk.blob[start:end])
             self.spans.append((self.size, self.size + end - start))
-            self.origins.append(origin)
+            self.origins.append((chunk.first + index, line, column))
             self.size += end - start
             if len(self.spans) >= self.max_records or self.size >= self.max_bytes:
                 yield self._take()

@@ -4,9 +4,8 @@ record's raw XML bytes, kept in the state folder for the next month's delta.
 One file per type, ``<type>.manifest``: a header (magic, then the metadata as JSON) and
 one fixed-width entry per record, sorted by id: the id as a big-endian unsigned 64-bit
 integer (so the bytes sort as the ids do) and a digest: the first 16 bytes of the
-record's SHA-256 (the fastest of hashlib's on CPUs with SHA instructions). Read in pieces,
-never whole (19.3 M release ids make a 463 MB file); a delta's workers read the id range
-of each chunk (:mod:`extractor.picking`), the main process one byte per entry found.
+record's SHA-256 (the fastest of hashlib's on CPUs with SHA instructions). Nothing of it is
+held in memory but a block being read: 19.3 M release ids make a 463 MB file.
 
 A new manifest is written to a temporary file beside the old one and only replaces it
 (fsync, ``os.replace``, fsync of the folder) when :meth:`ManifestWriter.commit` is
@@ -109,11 +108,11 @@ def _header(data_type: DataType, version: str) -> bytes:
 
 
 class ManifestReader:
-    """Lookups in an old manifest (a merge with the file in id order, else a binary
-    search); which entries were found: the rest (:meth:`unseen`) are the deletions."""
+    """Lookups in an old manifest, cheap when asked in id order (a merge with the file),
+    a binary search otherwise; remembers which entries were found, so that what was not
+    (:meth:`unseen`) are the ids the new dump no longer holds."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
         self._file = path.open("rb")
         try:
             self.info = _info(self._file, path)
@@ -144,11 +143,6 @@ class ManifestReader:
                 return stored
             self._prev, self._next = ident, self._next + 1
         return None
-
-    def mark(self, indexes: list[int]) -> None:
-        """The entries at ``indexes`` were found (by a worker's lookup)."""
-        for index in indexes:
-            self._seen[index] = 1
 
     def unseen(self) -> Iterator[int]:
         """The ids of the entries never found, in id order."""
@@ -224,14 +218,6 @@ class ManifestWriter:
         self._last = record_id
         self._file.write(ENTRY.pack(record_id, record_digest))
         self.count += 1
-
-    def extend(self, entries: bytes, first_id: int, last_id: int, *, ordered: bool) -> None:
-        """Entries packed as :data:`ENTRY`, ``ordered`` if their ids ascend."""
-        if entries and (not ordered or first_id <= self._last):
-            self.sorted = False
-        self._last = last_id if entries else self._last
-        self._file.write(entries)
-        self.count += len(entries) // ENTRY.size
 
     def commit(self) -> None:
         """Make this the manifest of the type: durable, then atomically in place."""

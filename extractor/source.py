@@ -2,10 +2,9 @@
 
 One reader thread per file decompresses it and cuts it into chunks of whole records
 (:mod:`extractor.cutting`); each chunk goes to the worker pool (:mod:`extractor.workers`)
-as soon as it is cut. With a :class:`~extractor.delta.Selection` the workers also digest
-each record for the new manifest; a delta's chunks go to them first to be picked
-(:mod:`extractor.picking`), and only the picked records, gathered, to be encoded. At most
-``ahead`` chunks are cut and not yet handed out (and as many being picked), so memory
+as soon as it is cut (with a :class:`~extractor.delta.Selection`, only the records it
+picks, and each record's digest goes into the new manifest). At most ``ahead`` chunks are
+cut and not yet handed out, so memory
 stays bounded whatever the file size, and chunks come out in file order (the order the
 consumers see within one file does not matter to them, but it keeps a break easy to read:
 everything before it, nothing after).
@@ -15,16 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from common.lifecycle import AsyncResource
 from extractor.cutting import RawChunk, cut
-from extractor.delta import Gather, Selection
+from extractor.delta import Selection, select_chunks
 from extractor.dumpfile import DumpError, DumpFile
 from extractor.packing import Packing
-from extractor.picking import Picked, pick
 from extractor.workers import Encoded, Job, WorkerDied, Workers
 
 _Item = asyncio.Future[Encoded] | DumpError | WorkerDied | None
@@ -62,9 +59,10 @@ class ChunkReader(AsyncResource):
         self._packing = packing
         self._workers = workers
         self._cuts = cut(dump, max_records=chunk_records, max_bytes=chunk_bytes)
-        self._selection = selection
-        self._gather = Gather(chunk_records, chunk_bytes)
-        self._ahead = max(1, ahead)
+        if selection is not None:  # digested on the reader thread; only the picked are sent
+            self._cuts = select_chunks(
+                self._cuts, selection, max_records=chunk_records, max_bytes=chunk_bytes
+            )
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dump-reader")
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=max(1, ahead))
         self._feeder: asyncio.Task[None] | None = None
@@ -93,11 +91,6 @@ class ChunkReader(AsyncResource):
         except WorkerDied as e:
             self._broken = e
             raise
-        return self._handed(encoded)
-
-    def _handed(self, encoded: Encoded) -> Chunk:
-        if encoded.picked is not None and self._selection is not None:
-            self._selection.take(encoded.picked)  # in file order: chunks come out in it
         if encoded.error is not None:
             self._broken = DumpError(encoded.error)
             if not encoded.bodies:
@@ -127,60 +120,17 @@ class ChunkReader(AsyncResource):
 
     async def _feed(self) -> None:
         loop = asyncio.get_running_loop()
-        delta = self._selection is not None and self._selection.old is not None
         try:
-            if delta:
-                await self._feed_delta(loop)
-            else:
-                while (raw := await loop.run_in_executor(self._thread, self._cut)) is not None:
-                    await self._send(raw, manifest=self._selection is not None)
+            while (raw := await loop.run_in_executor(self._thread, self._cut)) is not None:
+                encoding = self._workers.submit(Job(self._dump, self._packing, raw))
+                try:
+                    await self._queue.put(encoding)
+                except asyncio.CancelledError:
+                    encoding.cancel()
+                    raise
             await self._queue.put(None)
         except (DumpError, WorkerDied) as e:
             await self._queue.put(e)
-
-    async def _feed_delta(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Each cut chunk to a worker to be picked; the picked records, in file order,
-        gathered and sent to be encoded. Where the file breaks, what was cut before the
-        break is picked and sent first."""
-        assert self._selection is not None
-        picking: deque[tuple[RawChunk, asyncio.Future[Picked]]] = deque()
-        cutting = loop.run_in_executor(self._thread, self._cut)
-        try:
-            try:
-                while (raw := await cutting) is not None:
-                    cutting = loop.run_in_executor(self._thread, self._cut)  # while it is picked
-                    picking.append((raw, self._workers.run(pick, self._selection.job(raw))))
-                    while picking and (len(picking) > self._ahead or picking[0][1].done()):
-                        await self._gathered(*picking.popleft())
-            except DumpError:
-                await self._drain(picking)  # what was cut before the break goes first
-                raise
-            await self._drain(picking)
-        finally:
-            cutting.cancel()  # cancelled, or a worker died: nobody waits for the rest
-            for _, future in picking:
-                future.cancel()
-
-    async def _drain(self, picking: deque[tuple[RawChunk, asyncio.Future[Picked]]]) -> None:
-        while picking:
-            await self._gathered(*picking.popleft())
-        if (rest := self._gather.take()) is not None:
-            await self._send(rest, manifest=False)
-
-    async def _gathered(self, raw: RawChunk, picking: asyncio.Future[Picked]) -> None:
-        picked = await picking
-        assert self._selection is not None
-        self._selection.take(picked)
-        for chunk in self._gather.add(raw, picked):
-            await self._send(chunk, manifest=False)
-
-    async def _send(self, raw: RawChunk, *, manifest: bool) -> None:
-        encoding = self._workers.submit(Job(self._dump, self._packing, raw, manifest))
-        try:
-            await self._queue.put(encoding)
-        except asyncio.CancelledError:
-            encoding.cancel()
-            raise
 
     def _cut(self) -> RawChunk | None:
         """Runs on the reader thread."""

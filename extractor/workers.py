@@ -16,12 +16,10 @@ import asyncio
 import contextlib
 import multiprocessing
 import signal
-from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import Future as ConcurrentFuture
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import TypeVar
 
 from common.decoding import exit_with_parent, tune_gc
 from common.lifecycle import AsyncResource
@@ -29,11 +27,7 @@ from common.records import Record
 from extractor.cutting import RawChunk
 from extractor.dumpfile import DumpError, DumpFile
 from extractor.packing import Packing, RecordTooLarge, Where, pack
-from extractor.picking import Picked, PickJob, pick
 from extractor.xmlparse import parse_chunk
-
-_A = TypeVar("_A")
-_R = TypeVar("_R")
 
 
 class WorkerDied(Exception):
@@ -45,26 +39,22 @@ class Job:
     dump: DumpFile
     packing: Packing
     chunk: RawChunk
-    manifest: bool = False  # the chunk's manifest entries too (a full publish keeping them)
 
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
     """The bodies of the first ``records`` records of a chunk: all of them unless ``error``
-    says why the record after them could not be read or sent; ``picked``: the chunk's
-    manifest entries when the job asked for them."""
+    says why the record after them could not be read or sent."""
 
     bodies: list[bytes]
     records: int
     fraction: float
     error: str | None = None
-    picked: Picked | None = None
 
 
 def encode(job: Job) -> Encoded:
     """Runs in a worker: the message bodies of one chunk (of its records before a bad one)."""
     dump, chunk = job.dump, job.chunk
-    picked = pick(PickJob(dump.data_type, chunk, None)) if job.manifest else None
     records: list[Record] = []
     error = None
     try:
@@ -76,8 +66,8 @@ def encode(job: Job) -> Encoded:
     try:
         bodies = pack(dump.data_type, dump.version, records, job.packing, where)
     except RecordTooLarge as e:
-        return Encoded(e.before, e.records_before, chunk.fraction, str(e), picked)
-    return Encoded(bodies, len(records), chunk.fraction, error, picked)
+        return Encoded(e.before, e.records_before, chunk.fraction, str(e))
+    return Encoded(bodies, len(records), chunk.fraction, error)
 
 
 class Workers(AsyncResource):
@@ -102,12 +92,7 @@ class Workers(AsyncResource):
             self._pool.submit(_ready)
 
     def submit(self, job: Job) -> asyncio.Future[Encoded]:
-        """Start encoding ``job``; the future holds its :class:`Encoded` or WorkerDied."""
-        return self.run(encode, job)
-
-    def run(self, function: Callable[[_A], _R], argument: _A) -> asyncio.Future[_R]:
-        """Start ``function(argument)`` on a worker (a module-level function: it is sent
-        by name); the future holds its result or WorkerDied.
+        """Start encoding ``job``; the future holds its :class:`Encoded` or WorkerDied.
 
         Cancelling the future leaves the job alone: Python 3.11's pool crashes its own
         manager thread (and then hangs) when a job it fails as broken was cancelled.
@@ -115,7 +100,7 @@ class Workers(AsyncResource):
         if self._pool is None or self._closed:
             raise RuntimeError("Workers is not open")
         try:
-            future: ConcurrentFuture[_R] = self._pool.submit(function, argument)
+            future: ConcurrentFuture[Encoded] = self._pool.submit(encode, job)
         except BrokenProcessPool as e:
             raise WorkerDied(_died(e)) from e
         return _bridge(future)
@@ -130,12 +115,12 @@ class Workers(AsyncResource):
             await asyncio.to_thread(pool.shutdown, wait=True)
 
 
-def _bridge(source: ConcurrentFuture[_R]) -> asyncio.Future[_R]:
+def _bridge(source: ConcurrentFuture[Encoded]) -> asyncio.Future[Encoded]:
     """An asyncio future of ``source``'s outcome that never cancels ``source``."""
     loop = asyncio.get_running_loop()
-    out: asyncio.Future[_R] = loop.create_future()
+    out: asyncio.Future[Encoded] = loop.create_future()
 
-    def copy(done: ConcurrentFuture[_R]) -> None:
+    def copy(done: ConcurrentFuture[Encoded]) -> None:
         if out.done():
             return
         if done.cancelled():
@@ -147,7 +132,7 @@ def _bridge(source: ConcurrentFuture[_R]) -> asyncio.Future[_R]:
         else:
             out.set_result(done.result())
 
-    def settled(done: ConcurrentFuture[_R]) -> None:
+    def settled(done: ConcurrentFuture[Encoded]) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
             loop.call_soon_threadsafe(copy, done)
 
