@@ -3,9 +3,11 @@
 The reader of a file decompresses it (a few blocks ahead, :mod:`extractor.inflate`) and
 finds where each record (a child of the root, e.g. ``<release ...>...</release>``) begins
 and ends by looking only at that one tag name,
-counting its nesting (labels hold ``<sublabels><label>`` of their own). That is a regular
-expression search in C over a few tags per record, so one reader keeps many parsing
-workers busy. The records go out in chunks (:class:`RawChunk`): one bytes object holding
+counting its nesting (labels hold ``<sublabels><label>`` of their own). A record with no
+nested tag of its name takes two regular expression searches, for its end tag and the next
+start tag, each pattern beginning with the literal tag so that the engine skips in C to
+the next candidate instead of trying every ``<``; so one reader keeps many parsing workers
+busy. The records go out in chunks (:class:`RawChunk`): one bytes object holding
 consecutive records and the spans of each, cheap to send to a worker process.
 
 What lies outside records is checked: the prolog and the root's start tag before the
@@ -117,6 +119,9 @@ class _Cutter:
         tag = RECORD_TAG[dump.data_type].encode()
         self.root = tag + b"s"
         self.tag = re.compile(rb"<(/?)" + tag + rb"(?:\s[^<>]*?)?(/?)>")
+        # The same tags for :meth:`_plain`, each beginning with the literal tag.
+        self.opening = re.compile(rb"<" + tag + rb"(?:\s[^<>]*?)?(/?)>")
+        self.closing = re.compile(rb"</" + tag + rb"(?:\s[^<>]*?)?/?>")
         # A byte order mark, the XML declaration, comments and a document type may come first.
         head = (
             rb"\A(?:\xef\xbb\xbf)?\s*(?:<\?xml[^<>]*\?>)?(?:\s*(?:<!--.*?-->|<!DOCTYPE[^<>]*>))*\s*"
@@ -142,9 +147,13 @@ class _Cutter:
 
     def _cut(self, fraction: float) -> Iterator[RawChunk]:
         s = self.state
-        while (m := self.tag.search(s.buf, s.scan)) is not None:
+        while True:
+            if s.depth == 0 and s.seen_root:
+                yield from self._plain(fraction)
+            if (m := self.tag.search(s.buf, s.scan)) is None:
+                break
             s.scan = m.end()
-            self._tag(m)
+            self._tag(m.start(), m.end(), m.group(1) == b"/", m.group(2) == b"/")
             if len(s.spans) >= self.max_records or (s.spans and s.spans[-1][1] >= self.max_bytes):
                 yield self._take(fraction)
         last = s.buf.rfind(b"<", s.scan)  # a tag the next block completes starts there
@@ -154,23 +163,44 @@ class _Cutter:
                 self._fail(0, "text between records")
             s.drop(s.scan)
 
-    def _tag(self, m: re.Match[bytes]) -> None:
+    def _plain(self, fraction: float) -> Iterator[RawChunk]:
+        """From between two records, the records that hold no tag of their name and follow
+        only whitespace, two searches each; returns at anything else (a nested or empty
+        record, text, the buffer's end) for the tag by tag path to take it from there."""
+        s, opening, closing = self.state, self.opening, self.closing
+        found = opening.search(s.buf, s.scan)
+        while found is not None and found.end(1) == found.start(1):
+            end = closing.search(s.buf, found.end())
+            after = opening.search(s.buf, found.end())
+            if end is None or (after is not None and after.start() < end.start()):
+                return
+            start = found.start()
+            if s.buf[s.spans[-1][1] if s.spans else 0 : start].strip():
+                return
+            s.spans.append((start, end.end()))
+            s.records += 1
+            s.scan = end.end()
+            found = after
+            if len(s.spans) >= self.max_records or end.end() >= self.max_bytes:
+                yield self._take(fraction)
+                found = opening.search(s.buf, s.scan)
+
+    def _tag(self, start: int, end: int, closing: bool, empty: bool) -> None:
         """One start, end or empty tag of the record's name."""
         s = self.state
-        closing, empty = m.group(1) == b"/", m.group(2) == b"/"
         if s.depth == 0:
             if closing:
-                self._fail(m.start(), f"</{self.root[:-1].decode()}> outside a record")
-            shift = self._between(m.start())
-            s.start = m.start() - shift
+                self._fail(start, f"</{self.root[:-1].decode()}> outside a record")
+            shift = self._between(start)
+            s.start = start - shift
             if empty:
-                self._record(m.end() - shift)
+                self._record(end - shift)
             else:
                 s.depth = 1
         elif closing:
             s.depth -= 1
             if s.depth == 0:
-                self._record(m.end())
+                self._record(end)
         elif not empty:
             s.depth += 1
 

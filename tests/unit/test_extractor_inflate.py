@@ -43,12 +43,22 @@ def test_a_truncated_or_corrupt_file_ends_with_its_error(tmp_path: Path) -> None
     cut_short.write_bytes(data[: len(data) // 2])
     corrupt = tmp_path / "corrupt.gz"
     corrupt.write_bytes(data[:100] + bytes(50) + data[150:])
-    for path, error in ((cut_short, EOFError), (corrupt, inflate.zlib.error)):
+    for path, error in ((cut_short, EOFError), (corrupt, inflate.INFLATE_ERROR)):
         got = list(blocks(path))
         assert isinstance(got[-1].error, error)
         assert all(b.error is None for b in got[:-1])
     missing = list(blocks(tmp_path / "none.gz"))
     assert [type(b.error) for b in missing] == [FileNotFoundError]
+
+
+def test_a_wrong_checksum_or_length_in_a_trailer_is_an_error(tmp_path: Path) -> None:
+    data = gzip.compress(os.urandom(20000))
+    for name, trailer in (("crc", 8), ("size", 4)):
+        path = tmp_path / f"{name}.gz"
+        at = len(data) - trailer
+        path.write_bytes(data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :])
+        got = list(blocks(path))
+        assert isinstance(got[-1].error, inflate.INFLATE_ERROR)
 
 
 def test_a_reader_that_stops_early_stops_the_thread(tmp_path: Path) -> None:

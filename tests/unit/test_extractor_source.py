@@ -14,8 +14,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bench.dumpdelta import derive
 from common.records import DataType
+from extractor.cutting import cut
+from extractor.delta import open_selection, select_chunks
 from extractor.envelopes import batch_body
+from extractor.manifest import manifest_path, read_info
 from extractor.packing import Packing
 from extractor.source import ChunkReader
 from extractor.workers import WorkerDied, Workers
@@ -124,3 +128,65 @@ async def test_records_are_the_same_as_one_thread_reads_them(workers: Workers) -
     assert got == [(r.id, r.sha256) for r in iter_records(dump)]
     assert {orjson.loads(b)["type"] for b in bodies} == {"data"}
     assert DataType.MASTERS.value in str(dump.path)
+
+
+def manifest_of(state: Path, dump: DumpFile) -> None:
+    """The manifest a full publish of ``dump`` would leave in ``state``."""
+    selection = open_selection(state, dump, full=False)
+    assert selection is not None
+    cuts = cut(dump, max_records=64, max_bytes=1 << 20)
+    for _ in select_chunks(cuts, selection, max_records=64, max_bytes=1 << 20):
+        pass
+    selection.new.commit()
+
+
+async def test_a_delta_sends_the_changed_and_added_picked_by_the_workers(
+    workers: Workers, tmp_path: Path
+) -> None:
+    manifest_of(tmp_path, RELEASES)
+    changes = derive(SAMPLES, tmp_path / "b", "20200906")[DataType.RELEASES]
+    dump = DumpFile.from_path(tmp_path / "b" / "discogs_20200906_releases.xml.gz")
+    selection = open_selection(tmp_path, dump, full=False)
+    assert selection is not None
+    assert selection.old is not None
+    bodies: list[bytes] = []
+    chunks = ChunkReader(
+        dump, Packing(batch_size=4), workers, chunk_records=50, chunk_bytes=1 << 30, ahead=2,
+        selection=selection,
+    )  # fmt: skip
+    async with chunks:
+        assert await read_all(chunks, bodies) == 15
+    assert sorted(ids_of(bodies), key=int) == sorted(changes.changed + changes.added, key=int)
+    assert [i for batch in selection.deleted(100) for i in batch] == changes.removed
+    assert selection.counts.as_dict() == {
+        "added": 5, "changed": 10, "unchanged": 985, "deleted": 5,
+    }  # fmt: skip
+    selection.close(keep=True)
+    selection.new.commit()
+    info = read_info(manifest_path(tmp_path, DataType.RELEASES))
+    assert info is not None
+    assert (info.version, info.count) == ("20200906", 1000)
+
+
+async def test_a_delta_that_breaks_sends_what_was_picked_before_the_break(
+    workers: Workers, tmp_path: Path
+) -> None:
+    manifest_of(tmp_path, RELEASES)
+    text = gzip.decompress(RELEASES.path.read_bytes())
+    at = text.index(b'<release id="', len(text) // 2)
+    changed = text[:at].replace(b"<title>", b"<title>B ")  # every release before ``at``
+    path = tmp_path / "discogs_20200906_releases.xml.gz"
+    path.write_bytes(gzip.compress(changed + text[at:])[:-100])  # and cut short
+    before = text[:at].count(b"<release id=")
+    selection = open_selection(tmp_path, DumpFile.from_path(path), full=False)
+    assert selection is not None
+    bodies: list[bytes] = []
+    chunks = ChunkReader(
+        DumpFile.from_path(path), Packing(batch_size=7), workers, chunk_records=30,
+        chunk_bytes=1 << 30, ahead=2, selection=selection,
+    )  # fmt: skip
+    async with chunks:
+        with pytest.raises(DumpError, match=f"{path}: truncated or corrupt gzip"):
+            await read_all(chunks, bodies)
+    assert ids_of(bodies) == [r.id for r in iter_records(RELEASES)][:before]
+    selection.close(keep=False)
