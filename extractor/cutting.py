@@ -110,26 +110,47 @@ def cut(dump: DumpFile, *, max_records: int, max_bytes: int) -> Generator[RawChu
         yield from cutter.feed(block.data, fraction)
 
 
+@dataclass(frozen=True, slots=True)
+class _Patterns:
+    """The tags of one record type's file, compiled once per file."""
+
+    root: bytes  # the root element's name, ``labels`` for ``label``
+    tag: re.Pattern[bytes]  # any start, end or empty tag of the record's name
+    # The same tags for :meth:`_Cutter._plain`, each beginning with the literal tag.
+    opening: re.Pattern[bytes]
+    closing: re.Pattern[bytes]
+    prolog: re.Pattern[bytes]  # what may come before the first record
+    empty: re.Pattern[bytes]  # a whole file with no record
+    ending: re.Pattern[bytes]  # what may follow the last record
+
+    @classmethod
+    def of(cls, record_tag: str) -> _Patterns:
+        tag = record_tag.encode()
+        root = tag + b"s"
+        # A byte order mark, the XML declaration, comments and a document type may come first.
+        head = (
+            rb"\A(?:\xef\xbb\xbf)?\s*(?:<\?xml[^<>]*\?>)?(?:\s*(?:<!--.*?-->|<!DOCTYPE[^<>]*>))*\s*"
+        )
+        opening, closing = rb"<" + root + rb"(?:\s[^<>]*?)?", rb"</" + root + rb"\s*>"
+        return cls(
+            root=root,
+            tag=re.compile(rb"<(/?)" + tag + rb"(?:\s[^<>]*?)?(/?)>"),
+            opening=re.compile(rb"<" + tag + rb"(?:\s[^<>]*?)?(/?)>"),
+            closing=re.compile(rb"</" + tag + rb"(?:\s[^<>]*?)?/?>"),
+            prolog=re.compile(head + opening + rb">\s*\Z", re.S),
+            empty=re.compile(head + opening + rb"(?:/>|>\s*" + closing + rb")\s*\Z", re.S),
+            ending=re.compile(rb"\A\s*" + closing + rb"\s*\Z"),
+        )
+
+
 class _Cutter:
     def __init__(self, dump: DumpFile, max_records: int, max_bytes: int) -> None:
         self.dump = dump
         self.state = _Cut()
         self.max_records = max(1, max_records)
         self.max_bytes = max(1, max_bytes)
-        tag = RECORD_TAG[dump.data_type].encode()
-        self.root = tag + b"s"
-        self.tag = re.compile(rb"<(/?)" + tag + rb"(?:\s[^<>]*?)?(/?)>")
-        # The same tags for :meth:`_plain`, each beginning with the literal tag.
-        self.opening = re.compile(rb"<" + tag + rb"(?:\s[^<>]*?)?(/?)>")
-        self.closing = re.compile(rb"</" + tag + rb"(?:\s[^<>]*?)?/?>")
-        # A byte order mark, the XML declaration, comments and a document type may come first.
-        head = (
-            rb"\A(?:\xef\xbb\xbf)?\s*(?:<\?xml[^<>]*\?>)?(?:\s*(?:<!--.*?-->|<!DOCTYPE[^<>]*>))*\s*"
-        )
-        opening, closing = rb"<" + self.root + rb"(?:\s[^<>]*?)?", rb"</" + self.root + rb"\s*>"
-        self.prolog = re.compile(head + opening + rb">\s*\Z", re.S)
-        self.empty = re.compile(head + opening + rb"(?:/>|>\s*" + closing + rb")\s*\Z", re.S)
-        self.ending = re.compile(rb"\A\s*" + closing + rb"\s*\Z")
+        self.patterns = _Patterns.of(RECORD_TAG[dump.data_type])
+        self.root = self.patterns.root
 
     def feed(self, block: bytes, fraction: float) -> Iterator[RawChunk]:
         """Chunks completed by ``block``; an empty block is the end of the file."""
@@ -150,7 +171,7 @@ class _Cutter:
         while True:
             if s.depth == 0 and s.seen_root:
                 yield from self._plain(fraction)
-            if (m := self.tag.search(s.buf, s.scan)) is None:
+            if (m := self.patterns.tag.search(s.buf, s.scan)) is None:
                 break
             s.scan = m.end()
             self._tag(m.start(), m.end(), m.group(1) == b"/", m.group(2) == b"/")
@@ -167,7 +188,7 @@ class _Cutter:
         """From between two records, the records that hold no tag of their name and follow
         only whitespace, two searches each; returns at anything else (a nested or empty
         record, text, the buffer's end) for the tag by tag path to take it from there."""
-        s, opening, closing = self.state, self.opening, self.closing
+        s, opening, closing = self.state, self.patterns.opening, self.patterns.closing
         found = opening.search(s.buf, s.scan)
         while found is not None and found.end(1) == found.start(1):
             end = closing.search(s.buf, found.end())
@@ -223,7 +244,7 @@ class _Cutter:
             if before.strip():
                 self._fail(start - len(before), "text between records")
             return 0
-        if self.prolog.match(before) is None:
+        if self.patterns.prolog.match(before) is None:
             self._fail(0, f"no <{self.root.decode()}> root element before the first record")
         encoding = _ENCODING.match(before)
         if encoding and encoding.group(1).lower().replace(b"_", b"-") not in (b"utf-8", b"utf8"):
@@ -254,10 +275,10 @@ class _Cutter:
         if s.start >= 0:
             self._fail(s.start, f"the file ends inside record #{s.records + 1}")
         if not s.seen_root:
-            if self.empty.match(s.buf) is None:
+            if self.patterns.empty.match(s.buf) is None:
                 self._fail(0, f"no <{self.root.decode()}> root element")
             return
-        if self.ending.match(s.buf) is None:
+        if self.patterns.ending.match(s.buf) is None:
             self._fail(0, f"the file does not end with </{self.root.decode()}>")
 
     def _fail(self, offset: int, what: str) -> None:
