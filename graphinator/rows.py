@@ -71,37 +71,30 @@ _TEXT_FIELDS: dict[DataType, tuple[str, ...]] = {
     DataType.ARTISTS: ("name", "realname", "data_quality"),
     DataType.LABELS: ("name", "data_quality"),
 }
-# What the rows below read of a record besides its text fields, and of the objects in
-# some fields (references, formats) only the keys of _READ_INSIDE.
-_READ: dict[DataType, tuple[str, ...]] = {
-    data_type: (*_TEXT_FIELDS[data_type], *other.split())
-    for data_type, other in (
-        (DataType.RELEASES, "formats is_main_release artists extraartists labels master_id"),
-        (DataType.MASTERS, "year main_release artists"),
-        (DataType.ARTISTS, "namevariations aliases members groups"),
-        (DataType.LABELS, "parentLabel sublabels"),
-    )
-}
-for _tagged in (DataType.RELEASES, DataType.MASTERS):
-    _READ[_tagged] += ("genres", "styles")
-_REFS = ("artists", "aliases", "members", "groups", "parentLabel", "sublabels")
+# What the rows read of a release, and of the objects in some of its fields only these keys.
+_RELEASE_FIELDS = (
+    *_TEXT_FIELDS[DataType.RELEASES],
+    *("formats", "is_main_release", "artists", "extraartists", "labels", "master_id"),
+    *("genres", "styles"),
+)
 _READ_INSIDE: dict[str, tuple[str, ...]] = {
     "formats": ("name",),
+    "artists": ("id", "name"),
     "extraartists": ("id", "name", "role"),
     "labels": ("id", "name", "catno"),
-    **{key: ("id", "name") for key in _REFS},
 }
 
 
 def graph_record(data_type: DataType, record: Record) -> Record:
-    """The part of ``record`` the rows read, for records decoded on a worker process (what
-    crosses back is pickled; a release's tracklist, notes and credit details are most of
-    it). The canonical JSON stays for dead-lettering the record whole; a record without
-    it is kept whole."""
-    if record.encoded is None:
+    """The part of a release the rows read, for records decoded on a worker process (what
+    crosses back is pickled; tracklist, notes and credit details are most of a release).
+    The canonical JSON stays for dead-lettering the record whole. Other types, and a
+    record without its canonical JSON, are kept whole: their records are small, and
+    cutting them cost the worker about what it saved the consumer."""
+    if data_type is not DataType.RELEASES or record.encoded is None:
         return record
     data, out = record.data, {}
-    for key in _READ[data_type]:
+    for key in _RELEASE_FIELDS:
         if key in data:
             value = data[key]
             inside = _READ_INSIDE.get(key)
