@@ -45,7 +45,10 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
         "decode: parse, normalise, hash",
         ("common/messages.py", "common/normalise", "orjson", "canonical_json (common/records"),
     ),
-    ("decode: projection for the writer", ("slim_record", "decode_projected")),
+    (
+        "decode: projection for the writer",
+        ("slim_record", "decode_projected", "graph_record", "_keep (graphinator/rows"),
+    ),
     ("decode worker hand-off (pickle, pipes)", ("multiprocessing/", "concurrent/futures/")),
     (
         "write path (driver, writer, COPY rows)",

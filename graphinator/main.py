@@ -14,6 +14,7 @@ from neo4j.exceptions import ServiceUnavailable, SessionExpired
 from common.service import EXIT_OK, Service, run_main
 from common.sink import TransientWriteError
 from common.waiting import wait_for_server
+from graphinator.rows import graph_record
 from graphinator.settings import GraphinatorSettings
 from graphinator.writer import Neo4jWriter
 
@@ -59,7 +60,10 @@ async def serve(
 
         if not await wait_for_server("neo4j", ready, errors=_CONNECT_ERRORS, stop=stop):
             return EXIT_OK
-        return await Service(name="graphinator", settings=settings, writer=writer).run(stop)
+        service = Service(
+            name="graphinator", settings=settings, writer=writer, projection=graph_record
+        )
+        return await service.run(stop)
 
 
 DESCRIPTION = "Consumes the Discogs records from RabbitMQ into Neo4j, as a graph."

@@ -65,6 +65,52 @@ def refs(value: object) -> list[tuple[int, str | None]]:
     return out
 
 
+_TEXT_FIELDS: dict[DataType, tuple[str, ...]] = {
+    DataType.RELEASES: ("title", "released", "country", "data_quality", "status"),
+    DataType.MASTERS: ("title", "data_quality"),
+    DataType.ARTISTS: ("name", "realname", "data_quality"),
+    DataType.LABELS: ("name", "data_quality"),
+}
+# What the rows read of a release, and of the objects in some of its fields only these keys.
+_RELEASE_FIELDS = (
+    *_TEXT_FIELDS[DataType.RELEASES],
+    *("formats", "is_main_release", "artists", "extraartists", "labels", "master_id"),
+    *("genres", "styles"),
+)
+_READ_INSIDE: dict[str, tuple[str, ...]] = {
+    "formats": ("name",),
+    "artists": ("id", "name"),
+    "extraartists": ("id", "name", "role"),
+    "labels": ("id", "name", "catno"),
+}
+
+
+def graph_record(data_type: DataType, record: Record) -> Record:
+    """The part of a release the rows read, for records decoded on a worker process (what
+    crosses back is pickled; tracklist, notes and credit details are most of a release).
+    The canonical JSON stays for dead-lettering the record whole. Other types, and a
+    record without its canonical JSON, are kept whole: their records are small, and
+    cutting them cost the worker about what it saved the consumer."""
+    if data_type is not DataType.RELEASES or record.encoded is None:
+        return record
+    data, out = record.data, {}
+    for key in _RELEASE_FIELDS:
+        if key in data:
+            value = data[key]
+            inside = _READ_INSIDE.get(key)
+            out[key] = value if inside is None else _keep(value, inside)
+    return record.with_data(out)
+
+
+def _keep(value: object, keys: tuple[str, ...]) -> object:
+    """``value`` (an object, or a list of them) with only ``keys`` in each object."""
+    if isinstance(value, dict):
+        return {k: value[k] for k in keys if k in value}
+    if isinstance(value, list):
+        return [{k: v[k] for k in keys if k in v} if isinstance(v, dict) else v for v in value]
+    return value
+
+
 def gate_rows(records: Sequence[Record]) -> list[Row]:
     """Rows for ``GATE``, sorted by id; ValueError for a record without an id."""
     rows = []
@@ -94,14 +140,6 @@ def props_rows(
             "props": {k: v for k, v in (base | extra).items() if v not in (None, [])},
         }
     return [props[ident] for ident in sorted(props)]
-
-
-_TEXT_FIELDS: dict[DataType, tuple[str, ...]] = {
-    DataType.RELEASES: ("title", "released", "country", "data_quality", "status"),
-    DataType.MASTERS: ("title", "data_quality"),
-    DataType.ARTISTS: ("name", "realname", "data_quality"),
-    DataType.LABELS: ("name", "data_quality"),
-}
 
 
 def _props(data_type: DataType, d: dict[str, Any]) -> Row:
