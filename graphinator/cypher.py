@@ -146,16 +146,16 @@ def _unflag(label: str, pattern: str, rel: str, flag: str, other: str) -> str:
 # any reference gave it (so the result does not depend on arrival order) until its
 # record completes it. A complete node is left as it is, unwritten: a write would lock
 # it, and popular nodes locked that way by concurrent batches deadlocked on the edges
-# a changed record's removal had left locked. Only a node that looks like a placeholder to
-# rename is locked (a property written and removed) and read again by a fresh match: read
-# unlocked, a record completing it in another transaction had its name overwritten. (The
-# conditional write makes the planner finish the MERGEs before the edges.)
-_RENAME = "t.placeholder AND row.name IS NOT NULL AND (t.name IS NULL OR row.name < t.name)"
+# a changed record's removal had left locked. A placeholder to rename is locked first (a
+# property written and removed) and read again by a fresh match: read unlocked, a record
+# completing it concurrently lost its name. (This also finishes the MERGEs before edges.)
 _PLACEHOLDER = (
     "ON CREATE SET t.placeholder = true, t.name = row.name WITH t, row "
-    f"FOREACH (_ IN CASE WHEN {_RENAME} THEN [1] ELSE [] END | "
+    "WITH t, row, t.placeholder AND row.name IS NOT NULL "
+    "AND (t.name IS NULL OR row.name < t.name) AS rename "
+    "FOREACH (_ IN CASE WHEN rename THEN [1] ELSE [] END | "
     "SET t.locked_ = true REMOVE t.locked_) "
-    f"WITH t, row CALL (t, row) {{ WITH t, row WHERE {_RENAME} "
+    "WITH t, row, rename CALL (t, row, rename) { WITH t, row WHERE rename "
     "MATCH (u) WHERE elementId(u) = elementId(t) AND u.placeholder "
     "AND (u.name IS NULL OR row.name < u.name) SET u.name = row.name } "
 )
