@@ -74,8 +74,10 @@ def _seek(var: str, label: str, value: str, key: str = "id", pattern: str = "") 
 
 # The hash gate. A record rewrites its node when the stored hash is absent or different
 # AND the node was not stored from a newer dump version (`seen`, YYYYMMDD, compared as
-# text); the returned rows are the changed records, `added` telling whether the node was
-# new or a placeholder, `node` its element id and `seen` its version from now on. The
+# text); it returns one row, the list of the changed records as [id, added, node, seen]:
+# `added` tells whether the node was new or a placeholder, `node` is its element id and
+# `seen` its version from now on (one list, not a row each: the driver handles every row
+# it receives as a message of its own, and a first load changes every record). The
 # gate writes `seen` of every changed record, which locks its node until the
 # transaction ends, so the properties written next by :data:`NODE_PROPS` cannot race
 # another writer's gate. An unchanged record only moves `seen` forward, touching no
@@ -94,7 +96,7 @@ GATE: dict[DataType, str] = {
     "AND (seen IS NULL OR seen < row.version) THEN [1] ELSE [] END | "
     "SET n.seen = row.version) "
     "WITH n, added, changed WHERE changed "
-    "RETURN n.id AS id, added, elementId(n) AS node, n.seen AS seen"
+    "RETURN collect([n.id, added, elementId(n), n.seen]) AS changed"
     for data_type, label in NODE_LABEL.items()
 }
 # A changed record's properties, `seen` among them: `SET n = ...` drops properties a

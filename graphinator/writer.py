@@ -182,7 +182,8 @@ async def write_batch(
     changed records that were complete before have edges to remove and orphans to check.
     """
     result = await tx.run(cypher.GATE[data_type], rows=gate)
-    changed = {row["id"]: (row["added"], row["node"], row["seen"]) async for row in result}
+    gated = await result.single(strict=True)
+    changed = {ident: (added, node, seen) for ident, added, node, seen in gated[0]}
     if not changed:
         return 0, 0
     nodes = {ident: (node, seen) for ident, (_, node, seen) in changed.items()}

@@ -417,7 +417,7 @@ def test_gate_on_hash_and_version_order() -> None:
     for query in cypher.GATE.values():
         assert "seen <= row.version" in query
         assert "n.hash <> row.hash" in query
-        assert query.endswith("RETURN n.id AS id, added, elementId(n) AS node, n.seen AS seen")
+        assert query.endswith("RETURN collect([n.id, added, elementId(n), n.seen]) AS changed")
 
 
 ROW_STATEMENTS = [
