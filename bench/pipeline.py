@@ -143,8 +143,10 @@ def run_stage(
     the clock and the meter start once both consumers are up and consuming (long-running
     services that a monthly update finds waiting), then the extractor starts."""
     procs = {name: _consumer(name, prefix, dsn, logs / f"{name}.log") for name in PORTS}
+    settled_s = None
     if consumers_first:
         _until_consuming(procs, logs, limit_s)
+        settled_s = settle(procs)
     # Without consumers_first their start-up counts.
     meter = Meter(procs if consumers_first else None)
     load, started = os.getloadavg()[0], time.monotonic()
@@ -157,7 +159,7 @@ def run_stage(
             pending = {n for n in pending if not _done(n)}
             if any(p.poll() not in (None, 0) for p in procs.values()):
                 raise RuntimeError(f"a process failed; see {logs}")
-            time.sleep(0.25)
+            time.sleep(0.1)
         wall = time.monotonic() - started
     finally:
         for proc in procs.values():
@@ -168,10 +170,33 @@ def run_stage(
     return {
         "complete": not pending,
         "load_1min_at_start": round(load, 1),
+        **({} if settled_s is None else {"settled_after_s": settled_s}),
         "wall_s": round(wall, 1),
         "cpu_s": meter.totals(),
         "peak_rss_mb": round(meter.peak_rss_mb, 1),
     }
+
+
+def settle(
+    procs: dict[str, subprocess.Popen[bytes]],
+    *,
+    idle_cores: float = 0.1,
+    window_s: float = 1.0,
+    limit_s: float = 180.0,
+) -> float | None:
+    """Wait until the servers and ``procs`` together use under ``idle_cores`` over a
+    window: each measured run then starts from idle servers, not inside the checkpoint,
+    garbage collection or vacuum that the run before it left running. Returns the
+    seconds waited, None if they never settled within ``limit_s``."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        pids = [pid for group in _servers().values() for pid in group]
+        pids += [pid for p in procs.values() for pid in dump_bench.tree(p.pid)]
+        before = _cpu(pids)
+        time.sleep(window_s)
+        if _cpu(pids) - before < idle_cores * window_s:
+            return round(time.monotonic() - started, 1)
+    return None
 
 
 def _until_consuming(procs: dict[str, subprocess.Popen[bytes]], logs: Path, limit_s: float) -> None:
