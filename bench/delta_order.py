@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import delta_bench, dump_bench, pipeline
+from bench import delta_bench, dump_bench, harness, pipeline
 from bench.update_pipeline import versioned
 
 ORDERS = {
@@ -43,7 +43,6 @@ def measure(percent: float, pairs: int, limit_s: float) -> dict[str, Any]:
     logs = pipeline.RESULTS / "logs" / f"delta_order_{percent:g}pct"
     logs.mkdir(parents=True, exist_ok=True)
     prefix = f"bench-order-{uuid.uuid4().hex[:8]}"
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ORDERS}
     asyncio.run(dump_bench.topology(prefix))
     try:
         with pipeline.fresh_stores() as dsn, tempfile.TemporaryDirectory() as scratch:
@@ -62,20 +61,23 @@ def measure(percent: float, pairs: int, limit_s: float) -> dict[str, Any]:
                 )
 
             publish([versioned(a, next(days), Path(scratch))], "--full")
-            for pair in range(pairs):
-                names = list(ORDERS) if pair % 2 == 0 else list(reversed(ORDERS))
-                for name in names:
-                    folder = versioned(b, next(days), Path(scratch))
-                    result = publish(_files(folder, ORDERS[name]))
-                    runs[name].append(result)
-                    print(f"  {name}: {json.dumps(result)}", flush=True)
-                    publish([versioned(a, next(days), Path(scratch))])  # back to A
+
+            def one(name: str) -> dict[str, Any]:
+                result = publish(_files(versioned(b, next(days), Path(scratch)), ORDERS[name]))
+                publish([versioned(a, next(days), Path(scratch))])  # back to A
+                return result
+
+            runs = harness.alternating(pairs, ("first_load_order", "largest_first"), one, "delta")
     finally:
         asyncio.run(dump_bench.topology(prefix, delete=True))
-    first, largest = runs["first_load_order"], runs["largest_first"]
-    pairs = zip(first, largest, strict=True)
-    ratio = statistics.median(new["wall_s"] / old["wall_s"] for old, new in pairs)
-    return {"percent": percent, **runs, "largest_first_over_first_load_order": round(ratio, 3)}
+    ratio = statistics.median(
+        p["largest_first"]["wall_s"] / p["first_load_order"]["wall_s"] for p in runs
+    )
+    return {
+        "percent": percent,
+        "pairs": runs,
+        "largest_first_over_first_load_order": round(ratio, 3),
+    }
 
 
 def main() -> int:

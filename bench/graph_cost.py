@@ -150,14 +150,14 @@ def run(n: int, pairs: int, types: list[DataType]) -> dict[str, Any]:
     for data_type in types:
         records = harness.records_for(data_type, n)
         tune_gc()  # as the service does at start
-        runs: list[dict[str, Any]] = []
         for name in ("reference", "new"):  # JIT warm-up of the server's plans, not kept
             asyncio.run(_one_pass(name, data_type, records[: n // 4]))
-        for p in range(pairs):
-            order = ["reference", "new"] if p % 2 == 0 else ["new", "reference"]
-            pair = {name: asyncio.run(_one_pass(name, data_type, records)) for name in order}
-            print(f"  {data_type} pair {p + 1}: {json.dumps(pair)}", flush=True)
-            runs.append(pair)
+        runs = harness.alternating(
+            pairs,
+            ("reference", "new"),
+            lambda name: asyncio.run(_one_pass(name, data_type, records)),  # noqa: B023
+            str(data_type),
+        )
         report["types"][str(data_type)] = {"pairs": runs, "summary": summarise(runs)}
     stores.clear_graph()
     return report

@@ -136,12 +136,12 @@ def run(base: Path, n: int, pairs: int, types: list[DataType]) -> dict[str, Any]
             (FIRST, versioned(records, FIRST)),
             (UPDATE, changed_month(records, UPDATE)),
         ]
-        runs = []
-        for p in range(pairs):
-            order = ["base", "new"] if p % 2 == 0 else ["new", "base"]
-            pair = {name: one_pass(trees[name], data_type, phases) for name in order}
-            print(f"  {data_type} pair {p + 1}: {json.dumps(pair)}", flush=True)
-            runs.append(pair)
+        runs = harness.alternating(
+            pairs,
+            ("base", "new"),
+            lambda name: one_pass(trees[name], data_type, phases),  # noqa: B023
+            str(data_type),
+        )
         report["types"][str(data_type)] = {"pairs": runs, "summary": summarise(runs)}
     stores.clear_graph()
     return report

@@ -320,3 +320,18 @@ def run_replicas(
         "rate": round(committed / seconds, 1),
         "retries": retries,
     }
+
+
+def alternating(
+    pairs: int, names: tuple[str, str], one: Callable[[str], Any], label: str
+) -> list[dict[str, Any]]:
+    """``pairs`` runs of two variants side by side, which goes first alternating from pair
+    to pair (a drift of the machine's speed then weighs on both alike); each pair printed
+    as it ends."""
+    runs = []
+    for p in range(pairs):
+        order = names if p % 2 == 0 else names[::-1]
+        pair = {name: one(name) for name in order}
+        print(f"  {label} pair {p + 1}: {json.dumps(pair)}", flush=True)
+        runs.append(pair)
+    return runs
