@@ -2,19 +2,16 @@
 
 Per file: the records (parsed by :mod:`extractor.workers`), then, once every one is
 confirmed, one ``file_complete``; after the last file, one ``extraction_complete`` on each
-exchange. A file's confirms and its ``file_complete`` are awaited while the next file's
-records are published (:mod:`extractor.files` opens it ahead). When a file breaks mid-way
-(``DumpError``) or a worker dies (``WorkerDied``), the files before it are completed and
-everything published before is confirmed before the error propagates; the broken file
-gets no ``file_complete`` and the run no ``extraction_complete``.
+exchange. When a file breaks mid-way (``DumpError``) or a worker dies (``WorkerDied``),
+everything published before is confirmed before the error propagates, and no completion
+message is sent.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -25,19 +22,22 @@ from common.records import DataType
 from extractor.broker import ConfirmingPublisher
 from extractor.delta import Selection, open_selection
 from extractor.envelopes import delete_bodies, extraction_complete_body, file_complete_body
-from extractor.files import FilesAhead, OpenFile, UsageError, collect_dumps
 from extractor.manifest import ManifestWriter
 from extractor.packing import DEFAULT_LIMIT, DEFAULT_MAX_MESSAGE_BYTES, Packing
-from extractor.progress import Reporter, reporter
+from extractor.progress import reporter
 from extractor.source import ChunkReader
 from extractor.state import StateBusy, state_folder
-from extractor.workers import Workers
-from extractor.xmlparse import DumpFile
-
-__all__ = ["PublishOptions", "UsageError", "collect_dumps", "publish_dumps"]
+from extractor.workers import WorkerDied, Workers
+from extractor.xmlparse import DumpError, DumpFile
 
 log = structlog.get_logger("extractor")
+
+TYPE_ORDER = (DataType.LABELS, DataType.ARTISTS, DataType.MASTERS, DataType.RELEASES)
 _CHUNK_RECORDS = 250  # per chunk to a worker: large next to the cost of one round trip
+
+
+class UsageError(ValueError):
+    """The paths given cannot make one run (missing, no dumps, mixed versions)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,47 @@ class PublishOptions:
 
     def packing(self) -> Packing:
         return Packing(self.single, self.batch_size, self.max_message_bytes, self.message_limit)
+
+
+def collect_dumps(paths: Sequence[Path]) -> list[DumpFile]:
+    """Files as given; a folder's ``discogs_*`` dumps in the order labels..releases."""
+    dumps: list[DumpFile] = []
+    for path in paths:
+        if path.is_dir():
+            found = _dumps_in(path)
+            if not found:
+                raise UsageError(f"{path}: no discogs_YYYYMMDD_<type>.xml[.gz] files in it")
+            dumps.extend(found)
+        elif path.is_file():
+            try:
+                dumps.append(DumpFile.from_path(path))
+            except DumpError as e:
+                raise UsageError(str(e)) from e
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+    _check_one_run(dumps)
+    return dumps
+
+
+def _dumps_in(folder: Path) -> list[DumpFile]:
+    found = []
+    for path in sorted(folder.iterdir()):
+        try:
+            found.append(DumpFile.from_path(path))
+        except DumpError:
+            continue  # checksum files, partial downloads, anything else
+    return sorted(found, key=lambda d: TYPE_ORDER.index(d.data_type))
+
+
+def _check_one_run(dumps: list[DumpFile]) -> None:
+    versions = sorted({d.version for d in dumps})
+    if len(versions) > 1:
+        raise UsageError(f"files of several dump versions given ({', '.join(versions)}): one a run")
+    seen: set[DataType] = set()
+    for dump in dumps:
+        if dump.data_type in seen:
+            raise UsageError(f"{dump.path}: a second {dump.data_type} file in one run")
+        seen.add(dump.data_type)
 
 
 async def publish_dumps(
@@ -90,6 +131,9 @@ async def _publish_all(
     progress_stream: IO[str] | None,
 ) -> dict[DataType, int]:
     started = datetime.now(UTC)
+    counts: dict[DataType, int] = {}
+    bases: dict[DataType, str] = {}
+    manifests: list[ManifestWriter] = []
     async with (
         Workers(options.workers) as workers,
         ConfirmingPublisher(
@@ -99,118 +143,86 @@ async def _publish_all(
             max_in_flight_bytes=options.max_in_flight_bytes,
             confirm_timeout=options.confirm_timeout,
         ) as publisher,
-        FilesAhead(dumps, _opener(workers, options)) as files,
     ):
-        pending = _Pending()
         try:
-            sent = await _publish_files(publisher, files, options, progress_stream, pending)
-            counts = {t: s.records for t, s in sent.items()}
-            bases = {t: s.base_version for t, s in sent.items() if s.base_version is not None}
+            for dump in dumps:
+                sent = await publish_file(publisher, workers, dump, options, progress_stream)
+                counts[dump.data_type] = sent.records
+                if sent.base_version is not None:
+                    bases[dump.data_type] = sent.base_version
+                if sent.manifest is not None:
+                    manifests.append(sent.manifest)
             body = extraction_complete_body(dumps[0].version, started, counts, bases)
             for data_type in DataType:
                 await publisher.publish(data_type, body)
             await publisher.flush()
-            for manifest in pending.manifests:
+            for manifest in manifests:
                 manifest.commit()
+        except (DumpError, WorkerDied):
+            await publisher.flush()  # what was published before the break is confirmed
+            raise
         finally:
-            await pending.settle()
-            for manifest in pending.manifests:
+            for manifest in manifests:
                 manifest.discard()  # the ones not committed
+    counts_by_name = {t.value: n for t, n in counts.items()}
+    deltas = {t.value: v for t, v in bases.items()}
     log.info(
         "extraction complete",
         version=dumps[0].version,
-        record_counts={t.value: n for t, n in counts.items()},
-        delta_from={t.value: v for t, v in bases.items()} or None,
+        record_counts=counts_by_name,
+        delta_from=deltas or None,
     )
     return counts
 
 
-async def _publish_files(
-    publisher: ConfirmingPublisher,
-    files: FilesAhead,
-    options: PublishOptions,
-    progress_stream: IO[str] | None,
-    pending: _Pending,
-) -> dict[DataType, Sent]:
-    """Every file's records, each one's completion running on behind it."""
-    dumps: list[DumpFile] = []
-    completing = pending.completing
-    try:
-        while (file := files.take()) is not None:
-            dumps.append(file.dump)
-            if file.selection is not None:
-                pending.manifests.append(file.selection.new)
-            completing.append(await _publish_file(publisher, files, file, options, progress_stream))
-        return {d.data_type: await c for d, c in zip(dumps, completing, strict=True)}
-    except Exception:
-        # A file that breaks (or a worker that dies): the files before it are completed,
-        # as they were before the next one was opened, and what was published is confirmed.
-        for completion in completing:
-            await completion
-        await publisher.flush()
-        raise
-
-
-@dataclass(slots=True)
-class _Pending:
-    """What a run leaves behind it as it goes: each file's completion (its confirms and
-    ``file_complete``) and each new manifest, committed once the whole run is confirmed."""
-
-    completing: list[asyncio.Future[Sent]] = field(default_factory=list)
-    manifests: list[ManifestWriter] = field(default_factory=list)
-
-    async def settle(self) -> None:
-        """Stop the completions still running (a run stopped by another error)."""
-        for completion in self.completing:
-            completion.cancel()  # a done one stays as it is
-        await asyncio.gather(*self.completing, return_exceptions=True)
-
-
 @dataclass(frozen=True, slots=True)
 class Sent:
-    """One file published: the records sent and the delta's base version."""
+    """One file published: the records sent, the delta's base version, the new manifest."""
 
     records: int
     base_version: str | None = None
+    manifest: ManifestWriter | None = None
 
 
-def _opener(workers: Workers, options: PublishOptions) -> Callable[[DumpFile], OpenFile]:
-    """How each file is opened: a delta over its manifest or in full, cut into chunks."""
-
-    def open_file(dump: DumpFile) -> OpenFile:
-        selection = open_selection(options.state_dir, dump, full=options.full)
-        base = None if selection is None else selection.base_version
-        reader = ChunkReader(
-            dump,
-            replace(options.packing(), base_version=base),
-            workers,
-            chunk_records=_chunk_records(options),
-            chunk_bytes=options.max_message_bytes,
-            ahead=2 * workers.count,
-            selection=selection,
-        )
-        return OpenFile(dump, reader, selection)
-
-    return open_file
-
-
-async def _publish_file(
+async def publish_file(
     publisher: ConfirmingPublisher,
-    files: FilesAhead,
-    file: OpenFile,
+    workers: Workers,
+    dump: DumpFile,
     options: PublishOptions,
+    progress_stream: IO[str] | None = None,
+) -> Sent:
+    """Publish one file's records (a delta's: and deletions) and its ``file_complete``."""
+    selection = open_selection(options.state_dir, dump, full=options.full)
+    base = None if selection is None else selection.base_version
+    kept = False
+    try:
+        total = await _publish_records(
+            publisher, workers, dump, options, selection=selection, progress_stream=progress_stream
+        )
+        kept = True
+    finally:
+        if selection is not None:
+            selection.close(keep=kept)
+    return Sent(total, base, None if selection is None else selection.new)
+
+
+async def _publish_records(
+    publisher: ConfirmingPublisher,
+    workers: Workers,
+    dump: DumpFile,
+    options: PublishOptions,
+    *,
+    selection: Selection | None,
     progress_stream: IO[str] | None,
-) -> asyncio.Future[Sent]:
-    """Publish one file's records (a delta's: and deletions); return the task that sends
-    its ``file_complete`` once they are all confirmed."""
-    dump, base = file.dump, file.base_version
+) -> int:
+    base = None if selection is None else selection.base_version
     label = dump.path.name if base is None else f"{dump.path.name} (delta from {base})"
     log.info(
         "publishing",
         file=str(dump.path),
         exchange=publisher.exchange_name(dump.data_type),
         single=options.single,
-        workers=options.workers,
+        workers=workers.count,
         delta_from=base,
     )
     report = reporter(
@@ -222,56 +234,45 @@ async def _publish_file(
     )
     start = time.monotonic()
     total = messages = 0
-    while (chunk := await file.reader.next()) is not None:
-        for body in chunk.bodies:
-            await publisher.publish(dump.data_type, body)
-        total += chunk.records
-        messages += len(chunk.bodies)
-        report.update(total, chunk.fraction)
-        files.poke()
-    await file.reader.close()
-    if file.selection is not None and base is not None:
-        messages += await _publish_deletions(publisher, dump, options, file.selection, base)
-    done = _Done(file, total, messages, start, report)
-    return asyncio.ensure_future(_complete(publisher, done))
-
-
-@dataclass(frozen=True, slots=True)
-class _Done:
-    """A file whose records are all published, not yet confirmed."""
-
-    file: OpenFile
-    records: int
-    messages: int
-    start: float
-    report: Reporter
-
-
-async def _complete(publisher: ConfirmingPublisher, done: _Done) -> Sent:
-    """Once the file's records are confirmed, its ``file_complete``, confirmed."""
-    dump, base, total = done.file.dump, done.file.base_version, done.records
-    selection = done.file.selection
-    counts = None if selection is None or base is None else selection.counts.as_dict()
+    reader = ChunkReader(
+        dump,
+        replace(options.packing(), base_version=base),
+        workers,
+        chunk_records=_chunk_records(options),
+        chunk_bytes=options.max_message_bytes,
+        ahead=2 * workers.count,
+        selection=selection,
+    )
+    async with reader:
+        while (chunk := await reader.next()) is not None:
+            for body in chunk.bodies:
+                await publisher.publish(dump.data_type, body)
+            total += chunk.records
+            messages += len(chunk.bodies)
+            report.update(total, chunk.fraction)
+    counts = None
+    if selection is not None and base is not None:
+        messages += await _publish_deletions(publisher, dump, options, selection, base)
+        counts = selection.counts.as_dict()
     await publisher.flush()  # file_complete only once every record is confirmed
     body = file_complete_body(
         dump.data_type, dump.path.name, dump.version, total, base_version=base, counts=counts
     )
     await publisher.publish(dump.data_type, body)
     await publisher.flush()
-    await done.file.close(keep=True)
-    done.report.finish(total)
-    elapsed = time.monotonic() - done.start
+    report.finish(total)
+    elapsed = time.monotonic() - start
     log.info(
         "file published",
         file=dump.path.name,
         records=total,
-        messages=done.messages + 1,
+        messages=messages + 1,
         seconds=round(elapsed, 3),
         records_per_s=round(total / max(elapsed, 1e-9)),
         delta_from=base,
         counts=counts,
     )
-    return Sent(total, base)
+    return total
 
 
 async def _publish_deletions(

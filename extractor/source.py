@@ -67,22 +67,8 @@ class ChunkReader(AsyncResource):
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=max(1, ahead))
         self._feeder: asyncio.Task[None] | None = None
         self._broken: DumpError | WorkerDied | None = None
-        self._cut_all = False
         self._ended = False
         self._closed = False
-
-    def start(self) -> None:
-        """Start cutting (and encoding) now, before the first ``next()``; idempotent."""
-        if self._closed:
-            raise RuntimeError("ChunkReader is closed")
-        if self._feeder is None:
-            self._feeder = asyncio.ensure_future(self._feed())
-
-    @property
-    def cut_all(self) -> bool:
-        """Whether the file has been cut to its end (or its break): only chunks already
-        handed to the workers are left, so the next file may start."""
-        return self._cut_all
 
     async def next(self) -> Chunk | None:
         if self._closed:
@@ -91,7 +77,8 @@ class ChunkReader(AsyncResource):
             raise self._broken
         if self._ended:
             return None
-        self.start()
+        if self._feeder is None:
+            self._feeder = asyncio.ensure_future(self._feed())
         item = await self._queue.get()
         if item is None:
             self._ended = True
@@ -141,10 +128,8 @@ class ChunkReader(AsyncResource):
                 except asyncio.CancelledError:
                     encoding.cancel()
                     raise
-            self._cut_all = True
             await self._queue.put(None)
         except (DumpError, WorkerDied) as e:
-            self._cut_all = True
             await self._queue.put(e)
 
     def _cut(self) -> RawChunk | None:

@@ -41,11 +41,9 @@ class ConfirmWindow:
         task.add_done_callback(self._done)
 
     async def drain(self) -> None:
-        """Wait until every message added so far has settled (not those added meanwhile:
-        the next file's records may be published while a file's last are confirmed);
-        raise the first failure."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks))
+        """Wait until every message so far has settled; raise the first failure."""
+        while self._tasks:
+            await self._next_settlement()
         self.raise_failure()
 
     async def abandon(self, grace: float) -> None:
