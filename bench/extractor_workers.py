@@ -6,8 +6,8 @@ after every run. ``--dump P``: the whole bench dump of ``bench.dumpgen`` at P % 
 types, ``make bench-dump``'s) instead, its rate taken over the wall time. For each run:
 wall time, the records/s, CPU seconds of the extractor and its workers, and the peak of
 the summed RSS of all its processes. Prints the pairs and the median ratio, and writes
-them to bench/results/extractor_workers[_<P>pct].json. Usage:
-python -m bench.extractor_workers [--records N | --dump PERCENT] [--pairs P]
+them to bench/results/extractor_workers[_<P>pct].json (or ``--out NAME``'s). Usage:
+python -m bench.extractor_workers [--records N | --dump PERCENT] [--pairs P] [--out NAME]
 """
 
 from __future__ import annotations
@@ -125,6 +125,7 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--dump", type=float, help="the bench dump at this percent instead")
     parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--out", help="the results file's name in bench/results (no .json)")
     args = parser.parse_args()
     prefix = f"bench-workers-{uuid.uuid4().hex[:8]}"
     runs = []
@@ -160,6 +161,7 @@ def main() -> int:
     }
     sys.stdout.write(json.dumps({k: v for k, v in report.items() if k != "pairs"}) + "\n")
     name = f"extractor_workers_{args.dump:g}pct" if args.dump else "extractor_workers"
+    name = args.out or name
     out = Path(__file__).parent / "results" / f"{name}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     return 0
