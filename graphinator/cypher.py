@@ -122,7 +122,7 @@ ORPHANS = (
     "AND (t.placeholder OR t:Genre OR t:Style) AND NOT EXISTS { (t)--() } "
     "DELETE t RETURN count(t) AS deleted"
 )
-RENAME = f"{KEEP_PLAN}{names.RENAME}"
+RENAME = KEEP_PLAN + names.RENAME
 
 
 _OUT, _IN = "-[r:{rel}]->(t)", "<-[r:{rel}]-(t)"
@@ -139,12 +139,12 @@ def _unflag(label: str, pattern: str, rel: str, kind: str, other: str) -> str:
     """Withdraw this record's side of a two-sided edge (``names.SIDE[kind]``: its flag and
     the name it gave the other end); delete the edge if no side is left. The other end is
     returned either way: it may be a placeholder this name named."""
-    (flag, name), other_flag = names.SIDE[kind], names.SIDE[other][0]
+    (flag, side_name), other = names.SIDE[kind], names.SIDE[other][0]
     return (
         f"{KEEP_PLAN}UNWIND $rows AS row "
         f"{_seek('o', label, 'row.id', pattern=pattern.format(rel=rel))}"
-        f"WHERE r.{flag} REMOVE r.{flag}, r.{name} WITH r, t "
-        f"CALL (r) {{ WITH r WHERE r.{other_flag} IS NULL DELETE r }} RETURN elementId(t) AS t"
+        f"WHERE r.{flag} REMOVE r.{flag}, r.{side_name} WITH r, t "
+        f"CALL (r) {{ WITH r WHERE r.{other} IS NULL DELETE r }} RETURN elementId(t) AS t"
     )
 
 
@@ -178,13 +178,6 @@ def _links(owner: str, label: str, *actions: str) -> str:
 
 
 _IS = "CREATE (o)-[:IS]->(t)"
-_NAMED = "{name: e[3]}"  # the name the reference gave t (graphinator.names)
-
-
-def _side(kind: str, edge: str) -> str:
-    """Merge a two-sided edge and set this side's flag and name (``names.SIDE``)."""
-    flag, name = names.SIDE[kind]
-    return _when(kind, f"MERGE {edge} SET r.{flag} = true, r.{name} = e[3]")
 
 
 def _tags(owner: str) -> dict[str, str]:
@@ -211,7 +204,7 @@ PLANS: dict[DataType, Plan] = {
             ARTIST: _links(
                 RELEASE,
                 ARTIST,
-                _when("by", f"CREATE (o)-[:BY {_NAMED}]->(t)"),
+                _when("by", "CREATE (o)-[:BY {name: e[3]}]->(t)"),
                 _when("credit", "CREATE (t)-[:CREDITED_ON {role: e[2], name: e[3]}]->(o)"),
             ),
             LABEL: _links(RELEASE, LABEL, "CREATE (o)-[:ON {catno: e[2], name: e[3]}]->(t)"),
@@ -221,7 +214,10 @@ PLANS: dict[DataType, Plan] = {
     ),
     DataType.MASTERS: Plan(
         owned=(_delete(MASTER, "-[r:BY|IS]->(t)"),),
-        links={ARTIST: _links(MASTER, ARTIST, f"CREATE (o)-[:BY {_NAMED}]->(t)"), **_tags(MASTER)},
+        links={
+            ARTIST: _links(MASTER, ARTIST, "CREATE (o)-[:BY {name: e[3]}]->(t)"),
+            **_tags(MASTER),
+        },
     ),
     DataType.ARTISTS: Plan(
         owned=(
@@ -233,9 +229,9 @@ PLANS: dict[DataType, Plan] = {
             ARTIST: _links(
                 ARTIST,
                 ARTIST,
-                _when("alias", f"CREATE (o)-[:ALIAS_OF {_NAMED}]->(t)"),
-                _side("member", "(t)-[r:MEMBER_OF]->(o)"),
-                _side("group", "(o)-[r:MEMBER_OF]->(t)"),
+                _when("alias", "CREATE (o)-[:ALIAS_OF {name: e[3]}]->(t)"),
+                _when("member", names.MERGE_SIDE["member"]),
+                _when("group", names.MERGE_SIDE["group"]),
             ),
         },
     ),
@@ -248,8 +244,8 @@ PLANS: dict[DataType, Plan] = {
             LABEL: _links(
                 LABEL,
                 LABEL,
-                _side("parent", "(o)-[r:SUBLABEL_OF]->(t)"),
-                _side("sublabel", "(t)-[r:SUBLABEL_OF]->(o)"),
+                _when("parent", names.MERGE_SIDE["parent"]),
+                _when("sublabel", names.MERGE_SIDE["sublabel"]),
             ),
         },
     ),
@@ -263,16 +259,13 @@ class PurgeStatements:
     facts: str  # $version -> stored (complete nodes), seen (stamped with $version)
     candidates: str  # $version -> ids of complete nodes not seen in $version or later
     claim: str  # rows {id, version} -> ids still candidates, now locked
-    demote: str  # rows {id}: still referenced -> placeholder (id, name from references)
+    demote: str  # rows {id}: still referenced -> placeholder (RENAME names it): element ids
     delete: str  # rows {id}: referenced by nothing -> deleted
 
 
 def _purge(label: str) -> PurgeStatements:
     stale = "n.placeholder = false AND (n.seen IS NULL OR n.seen < {v})"
     one = f"UNWIND $rows AS row {_seek('n', label, 'row.id')}"
-    # Demoted after its own edges went: named as a fresh load names a placeholder. The
-    # claim locked the node, so every concurrent change of its edges is seen or waits.
-    name = f", name: {names.smallest_name('n')}" if label in (ARTIST, LABEL) else ""
     return PurgeStatements(
         facts=f"MATCH (n:{label}) WHERE n.placeholder = false RETURN count(n) AS stored, "
         "sum(CASE WHEN n.seen = $version THEN 1 ELSE 0 END) AS seen",
@@ -281,7 +274,7 @@ def _purge(label: str) -> PurgeStatements:
         claim=f"{one}WHERE {stale.format(v='row.version')} SET n.placeholder = true "
         "RETURN n.id AS id",
         demote=f"{one}WHERE EXISTS {{ (n)--() }} "
-        f"SET n = {{id: n.id, placeholder: true{name}}} RETURN count(n) AS demoted",
+        "SET n = {id: n.id, placeholder: true} RETURN elementId(n) AS node",
         delete=f"{one}WHERE NOT EXISTS {{ (n)--() }} DELETE n RETURN count(n) AS deleted",
     )
 

@@ -3,10 +3,11 @@
 A fresh load names a placeholder (an Artist or Label something references but whose own
 record is not in the graph) with the smallest name the references to it give. So that an
 update can do the same when references go away, each reference edge keeps the name its
-reference gave the node it points at, and the placeholder's name is recomputed from the
-edges left (:func:`smallest_name`). A two-sided edge is stated by either end, each
-naming the *other* end, so it keeps one name per side, set and removed with that side's
-flag (docs/graph-model.md, "Relationships").
+reference gave the node it points at, and :data:`RENAME` names the placeholders where
+references went away (a changed record's removed edges, a purged or deleted record's) and
+the nodes a purge or delete demoted from the edges left. A two-sided edge is stated by
+either end, each naming the *other* end, so it keeps one name per side, set and removed
+with that side's flag (docs/graph-model.md, "Relationships").
 """
 
 from __future__ import annotations
@@ -21,31 +22,14 @@ SIDE: dict[str, tuple[str, str]] = {
     "parent": ("from_parent_label", "parent_name"),  # the sub's record names the parent
     "sublabel": ("from_sublabels", "sublabel_name"),  # the parent's record names the sub
 }
-
-# Where the names of a node's references are, seen from the node: the arrow's two halves,
-# the edge types, the property naming this end.
-_NAMED_BY = (
-    ("<-", "-", "BY|ON|ALIAS_OF", "name"),
-    ("-", "->", "CREDITED_ON", "name"),
-    ("-", "->", "MEMBER_OF", "member_name"),
-    ("<-", "-", "MEMBER_OF", "group_name"),
-    ("-", "->", "SUBLABEL_OF", "sublabel_name"),
-    ("<-", "-", "SUBLABEL_OF", "parent_name"),
-)
-_VARS = frozenset({"t", "n"})
-
-
-def smallest_name(var: str) -> str:
-    """The smallest name the reference edges of node ``var`` carry (null when none): the
-    name a fresh load gives a placeholder. ``var`` is a variable of the fixed statements."""
-    if var not in _VARS:
-        raise ValueError(f"not a fixed node variable: {var}")
-    names = " + ".join(
-        f"[({var}){left}[r:{types}]{right}() | r.{prop}]" for left, right, types, prop in _NAMED_BY
-    )
-    # reduce, not min(): an aggregate here would need a subquery per node.
-    return f"reduce(m = null, x IN {names} | CASE WHEN x IS NULL OR x >= m THEN m ELSE x END)"
-
+# The links statement's clause for each of them (``o`` the record's node, ``t`` the other).
+MERGE_SIDE: dict[str, str] = {
+    "member": "MERGE (t)-[r:MEMBER_OF]->(o) SET r.from_members = true, r.member_name = e[3]",
+    "group": "MERGE (o)-[r:MEMBER_OF]->(t) SET r.from_groups = true, r.group_name = e[3]",
+    "parent": "MERGE (o)-[r:SUBLABEL_OF]->(t) SET r.from_parent_label = true, r.parent_name = e[3]",
+    "sublabel": "MERGE (t)-[r:SUBLABEL_OF]->(o) "
+    "SET r.from_sublabels = true, r.sublabel_name = e[3]",
+}
 
 # Written by the links statement right after it merges a referenced node (``t``, its row
 # ``row`` with the smallest name the batch's references give it). A new node is a
@@ -69,9 +53,18 @@ PLACEHOLDER = (
     "AND (u.name IS NULL OR row.name < u.name) SET u.name = row.name } "
 )
 
-# The former targets of removed edges (element ids) left as placeholders, named from the
-# references left; run after ORPHANS, under ORPHANS_LOCK's lock (graphinator.cypher).
+# The former targets of removed edges and the nodes a purge or delete demoted (element
+# ids) that are placeholders, named with the smallest name on their reference edges (null
+# when none), as a fresh load names them: each edge type names the end its references
+# point at, a two-sided edge each end by its own property. reduce, not min(): an
+# aggregate would need a subquery per node. Run after ORPHANS, under ORPHANS_LOCK's lock
+# (graphinator.cypher); the text is written out whole, nothing formatted into it.
 RENAME = (
     "UNWIND $rows AS row MATCH (t) WHERE elementId(t) = row.id "
-    f"AND t.placeholder AND (t:Artist OR t:Label) SET t.name = {smallest_name('t')}"
+    "AND t.placeholder AND (t:Artist OR t:Label) SET t.name = reduce(m = null, x IN "
+    "[(t)<-[r:BY|ON|ALIAS_OF]-() | r.name] + [(t)-[r:CREDITED_ON]->() | r.name] "
+    "+ [(t)-[r:MEMBER_OF]->() | r.member_name] + [(t)<-[r:MEMBER_OF]-() | r.group_name] "
+    "+ [(t)-[r:SUBLABEL_OF]->() | r.sublabel_name] "
+    "+ [(t)<-[r:SUBLABEL_OF]-() | r.parent_name] "
+    "| CASE WHEN x IS NULL OR x >= m THEN m ELSE x END)"
 )
