@@ -6,6 +6,7 @@ a fresh load of the new version names them: the smallest name the references lef
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -13,10 +14,12 @@ import pytest
 from neo4j import AsyncDriver
 
 from common.records import DataType, Record
+from graphinator import purge
 from graphinator.writer import Neo4jWriter
 from tests.conftest import clear_graph
 from tests.integration.test_graphinator_updates import A, B, finish, rec, write_all
 from tests.integration.test_graphinator_writer import FORWARD, canonical, query
+from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -220,3 +223,44 @@ async def test_a_respelt_reference_renames_its_placeholder_as_a_fresh_load(
     ]
     updated = await canonical(neo4j_driver)
     assert updated == await _fresh(neo4j_driver, dump_b, purge=False)
+
+
+async def _blocked_or_done(driver: AsyncDriver, task: asyncio.Task[Any]) -> bool:
+    if task.done():
+        return True
+    records, _, _ = await driver.execute_query(
+        "SHOW TRANSACTIONS YIELD status WHERE status STARTS WITH 'Blocked' RETURN count(*) AS n"
+    )
+    return bool(records[0]["n"])
+
+
+async def test_a_reference_added_while_its_node_is_demoted_names_it(
+    neo4j_driver: AsyncDriver,
+) -> None:
+    """A release linking to an artist that a purge (or a delta's delete) is demoting in
+    another transaction: the release's batch read the artist as complete, unlocked, so
+    its name must still count once the demotion is committed."""
+    writer = Neo4jWriter(driver=neo4j_driver)
+    await writer.setup()
+    await write_all(
+        writer,
+        {
+            ARTISTS: [rec(ARTISTS, 950, name="Own Name")],
+            RELEASES: [rec(RELEASES, 1, artists=[_ref(950, "Zed")])],
+        },
+    )
+    later = rec(RELEASES, 2, B, artists=[_ref(950, "Alpha")])
+    async with neo4j_driver.session() as session:
+        purging = await session.begin_transaction()
+        try:
+            count = await purge.purge_chunk(purging, ARTISTS, [{"id": 950, "version": B}])
+            assert count.demoted == 1
+            linking = asyncio.create_task(writer.write(RELEASES, [later]))
+            await eventually(
+                lambda: _blocked_or_done(neo4j_driver, linking), what="the release blocked"
+            )
+            await purging.commit()
+        finally:
+            await purging.close()
+        assert (await asyncio.wait_for(linking, timeout=60)).written == 1
+    assert await _placeholders(neo4j_driver) == {("Artist", 950): "Alpha"}
