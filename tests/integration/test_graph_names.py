@@ -15,7 +15,8 @@ from neo4j import AsyncDriver
 
 from common.records import DataType, Record
 from graphinator import purge
-from graphinator.writer import Neo4jWriter
+from graphinator.rows import gate_rows
+from graphinator.writer import Neo4jWriter, write_batch
 from tests.conftest import clear_graph
 from tests.integration.test_graphinator_updates import A, B, finish, rec, write_all
 from tests.integration.test_graphinator_writer import FORWARD, canonical, query
@@ -225,21 +226,41 @@ async def test_a_respelt_reference_renames_its_placeholder_as_a_fresh_load(
     assert updated == await _fresh(neo4j_driver, dump_b, purge=False)
 
 
-async def _blocked_or_done(driver: AsyncDriver, task: asyncio.Task[Any]) -> bool:
+async def _committing(driver: AsyncDriver, task: asyncio.Task[Any]) -> bool:
+    """The linking transaction is waiting at its commit (or, unexpectedly, done)."""
     if task.done():
         return True
     records, _, _ = await driver.execute_query(
-        "SHOW TRANSACTIONS YIELD status WHERE status STARTS WITH 'Blocked' RETURN count(*) AS n"
+        "SHOW TRANSACTIONS YIELD metaData, status WHERE metaData.test = 'linking' "
+        "AND status = 'Closing' RETURN count(*) AS n"
     )
     return bool(records[0]["n"])
 
 
+async def _link(driver: AsyncDriver, record: Record) -> None:
+    """The writer's batch for ``record``, in a transaction the test can find."""
+    async with driver.session() as session:
+        tx = await session.begin_transaction(metadata={"test": "linking"})
+        try:
+            await write_batch(tx, RELEASES, gate_rows([record]), [record])  # type: ignore[arg-type]
+            await tx.commit()
+        finally:
+            await tx.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a batch reads a complete node unlocked (locking complete nodes deadlocked "
+    "concurrent batches), and Neo4j takes an edge's node locks at commit, so a reference "
+    "added while a purge or delete demotes the node does not count in its name "
+    "(docs/graph-model.md, 'Names under concurrency')",
+)
 async def test_a_reference_added_while_its_node_is_demoted_names_it(
     neo4j_driver: AsyncDriver,
 ) -> None:
     """A release linking to an artist that a purge (or a delta's delete) is demoting in
-    another transaction: the release's batch read the artist as complete, unlocked, so
-    its name must still count once the demotion is committed."""
+    another transaction: the release's batch reads the artist as complete, unlocked, and
+    waits for the demotion's lock only when it commits its edge."""
     writer = Neo4jWriter(driver=neo4j_driver)
     await writer.setup()
     await write_all(
@@ -255,12 +276,12 @@ async def test_a_reference_added_while_its_node_is_demoted_names_it(
         try:
             count = await purge.purge_chunk(purging, ARTISTS, [{"id": 950, "version": B}])
             assert count.demoted == 1
-            linking = asyncio.create_task(writer.write(RELEASES, [later]))
+            linking = asyncio.create_task(_link(neo4j_driver, later))
             await eventually(
-                lambda: _blocked_or_done(neo4j_driver, linking), what="the release blocked"
+                lambda: _committing(neo4j_driver, linking), what="the release committing"
             )
             await purging.commit()
         finally:
             await purging.close()
-        assert (await asyncio.wait_for(linking, timeout=60)).written == 1
+        await asyncio.wait_for(linking, timeout=60)
     assert await _placeholders(neo4j_driver) == {("Artist", 950): "Alpha"}
