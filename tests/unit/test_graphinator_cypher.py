@@ -602,7 +602,11 @@ def test_a_placeholder_is_named_by_the_smallest_name_on_its_edges() -> None:
         "[(t)<-[r:SUBLABEL_OF]-() | r.parent_name]",
     ):
         assert pattern in cypher.RENAME
-    assert "AND t.placeholder AND (t:Artist OR t:Label) SET t.name = reduce(" in cypher.RENAME
+        # a placeholder that still has an edge with its name keeps it, unread further
+        kept = pattern.replace("[", "EXISTS { ", 1).replace("() | r.", "() WHERE r.")
+        assert f"AND NOT {kept.removesuffix(']')} = t.name }} " in cypher.RENAME
+    assert "AND t.placeholder AND (t:Artist OR t:Label) AND NOT EXISTS {" in cypher.RENAME
+    assert " SET t.name = reduce(m = null, x IN [(t)<-" in cypher.RENAME
     for data_type in DataType:  # demoted bare, then named by RENAME as the former targets
         demote = cypher.PURGE[data_type].demote
         assert demote.endswith("SET n = {id: n.id, placeholder: true} RETURN elementId(n) AS node")
