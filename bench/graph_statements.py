@@ -43,6 +43,9 @@ def statement_names(module: ModuleType) -> dict[str, str]:
     names |= {q: f"placeholder {label}" for label, q in getattr(module, "PLACEHOLDER", {}).items()}
     names |= {q: f"tag {label}" for label, q in getattr(module, "TAG", {}).items()}
     names[module.ORPHANS] = "orphans"
+    for attr, name in (("ORPHANS_LOCK", "orphans lock"), ("RENAME", "rename")):
+        if hasattr(module, attr):  # today's: lock the former targets, name the placeholders
+            names[getattr(module, attr)] = name
     for dt, plan in module.PLANS.items():
         for i, q in enumerate(plan.owned):
             names[q] = f"remove owned {dt} {i}"

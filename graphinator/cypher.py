@@ -8,8 +8,9 @@ relationship types below; every value travels as a parameter (``$rows``, or ``$v
 whose hash changed), then, for those only, :data:`NODE_PROPS`, :attr:`Plan.owned` for the
 ones that were complete before (returning the nodes the removed edges pointed at),
 :attr:`Plan.links` (placeholders, tags and edges, one statement per referenced label),
-and finally :data:`ORPHANS` on those former targets. The purge of records absent from a new dump
-version uses :data:`PURGE` (see :mod:`graphinator.purge`).
+and finally :data:`ORPHANS` and :data:`RENAME` on those former targets. The purge of
+records absent from a new dump version uses :data:`PURGE` (see :mod:`graphinator.purge`).
+Placeholder names and the names on edges: :mod:`graphinator.names`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from common.records import DataType
+from graphinator import names
 
 ARTIST, LABEL, MASTER, RELEASE = "Artist", "Label", "Master", "Release"
 GENRE, STYLE = "Genre", "Style"
@@ -122,6 +124,7 @@ ORPHANS = (
     "AND (t.placeholder OR t:Genre OR t:Style) AND NOT EXISTS { (t)--() } "
     "DELETE t RETURN count(t) AS deleted"
 )
+RENAME = KEEP_PLAN + names.RENAME
 
 
 _OUT, _IN = "-[r:{rel}]->(t)", "<-[r:{rel}]-(t)"
@@ -134,33 +137,17 @@ def _delete(label: str, pattern: str) -> str:
     )
 
 
-def _unflag(label: str, pattern: str, rel: str, flag: str, other: str) -> str:
-    """Withdraw this record's definition of a two-sided edge; delete it if none is left."""
+def _unflag(label: str, pattern: str, rel: str, kind: str, other: str) -> str:
+    """Withdraw this record's side of a two-sided edge (``names.SIDE[kind]``: its flag and
+    the name it gave the other end); delete the edge if no side is left. The other end is
+    returned either way: it may be a placeholder this name named."""
+    (flag, side_name), other = names.SIDE[kind], names.SIDE[other][0]
     return (
         f"{KEEP_PLAN}UNWIND $rows AS row "
         f"{_seek('o', label, 'row.id', pattern=pattern.format(rel=rel))}"
-        f"WHERE r.{flag} REMOVE r.{flag} WITH r, t WHERE r.{other} IS NULL "
-        "DELETE r RETURN elementId(t) AS t"
+        f"WHERE r.{flag} REMOVE r.{flag}, r.{side_name} WITH r, t "
+        f"CALL (r) {{ WITH r WHERE r.{other} IS NULL DELETE r }} RETURN elementId(t) AS t"
     )
-
-
-# A referenced node that has no record yet is a placeholder: it keeps the smallest name
-# any reference gave it (so the result does not depend on arrival order) until its
-# record completes it. A complete node is left as it is, unwritten: a write would lock
-# it, and popular nodes locked that way by concurrent batches deadlocked on the edges
-# a changed record's removal had left locked. A placeholder to rename is locked first (a
-# property written and removed) and read again by a fresh match: read unlocked, a record
-# completing it concurrently lost its name. (This also finishes the MERGEs before edges.)
-_PLACEHOLDER = (
-    "ON CREATE SET t.placeholder = true, t.name = row.name WITH t, row "
-    "WITH t, row, t.placeholder AND row.name IS NOT NULL "
-    "AND (t.name IS NULL OR row.name < t.name) AS rename "
-    "FOREACH (_ IN CASE WHEN rename THEN [1] ELSE [] END | "
-    "SET t.locked_ = true REMOVE t.locked_) "
-    "WITH t, row, rename CALL (t, row, rename) { WITH t, row WHERE rename "
-    "MATCH (u) WHERE elementId(u) = elementId(t) AND u.placeholder "
-    "AND (u.name IS NULL OR row.name < u.name) SET u.name = row.name } "
-)
 
 
 # The kinds of reference graphinator.rows gives an edge (``e[1]``), where one statement
@@ -177,14 +164,14 @@ def _when(kind: str, action: str) -> str:
 
 def _links(owner: str, label: str, *actions: str) -> str:
     """One referenced node per row (``row.ref``), merged once, then every edge the
-    batch's changed records have to it: ``[owner, kind, property]``, the owner (``o``) an
+    batch's changed records have to it: ``[owner, kind, property, name]``, the owner (``o``) an
     index into ``$owners``, the element ids :data:`GATE` returned (short rows: less to
     pack and unpack than maps of element ids).
     Rows come sorted by referenced node, so concurrent batches lock in one order.
     Every argument is a constant of this module (labels checked here, at import)."""
     if owner not in NODE_LABEL.values() or label not in (ARTIST, LABEL, MASTER, GENRE, STYLE):
         raise ValueError(f"not a fixed link: {owner} -> {label}")
-    key, create = ("name", "") if label in (GENRE, STYLE) else ("id", _PLACEHOLDER)
+    key, create = ("name", "") if label in (GENRE, STYLE) else ("id", names.PLACEHOLDER)
     return (
         f"{KEEP_PLAN}UNWIND $rows AS row MERGE (t:{label} {{{key}: row.ref}}) {create}"
         f"WITH t, row UNWIND row.edges AS e MATCH (o:{owner}) WHERE elementId(o) = $owners[e[0]] "
@@ -219,45 +206,48 @@ PLANS: dict[DataType, Plan] = {
             ARTIST: _links(
                 RELEASE,
                 ARTIST,
-                _when("by", "CREATE (o)-[:BY]->(t)"),
-                _when("credit", "CREATE (t)-[:CREDITED_ON {role: e[2]}]->(o)"),
+                _when("by", "CREATE (o)-[:BY {name: e[3]}]->(t)"),
+                _when("credit", "CREATE (t)-[:CREDITED_ON {role: e[2], name: e[3]}]->(o)"),
             ),
-            LABEL: _links(RELEASE, LABEL, "CREATE (o)-[:ON {catno: e[2]}]->(t)"),
+            LABEL: _links(RELEASE, LABEL, "CREATE (o)-[:ON {catno: e[2], name: e[3]}]->(t)"),
             MASTER: _links(RELEASE, MASTER, "CREATE (o)-[:DERIVED_FROM]->(t)"),
             **_tags(RELEASE),
         },
     ),
     DataType.MASTERS: Plan(
         owned=(_delete(MASTER, "-[r:BY|IS]->(t)"),),
-        links={ARTIST: _links(MASTER, ARTIST, "CREATE (o)-[:BY]->(t)"), **_tags(MASTER)},
+        links={
+            ARTIST: _links(MASTER, ARTIST, "CREATE (o)-[:BY {name: e[3]}]->(t)"),
+            **_tags(MASTER),
+        },
     ),
     DataType.ARTISTS: Plan(
         owned=(
             _delete(ARTIST, "-[r:ALIAS_OF]->(t:Artist)"),
-            _unflag(ARTIST, _IN, "MEMBER_OF", "from_members", "from_groups"),
-            _unflag(ARTIST, _OUT, "MEMBER_OF", "from_groups", "from_members"),
+            _unflag(ARTIST, _IN, "MEMBER_OF", "member", "group"),
+            _unflag(ARTIST, _OUT, "MEMBER_OF", "group", "member"),
         ),
         links={
             ARTIST: _links(
                 ARTIST,
                 ARTIST,
-                _when("alias", "CREATE (o)-[:ALIAS_OF]->(t)"),
-                _when("member", "MERGE (t)-[r:MEMBER_OF]->(o) SET r.from_members = true"),
-                _when("group", "MERGE (o)-[r:MEMBER_OF]->(t) SET r.from_groups = true"),
+                _when("alias", "CREATE (o)-[:ALIAS_OF {name: e[3]}]->(t)"),
+                _when("member", names.MERGE_SIDE["member"]),
+                _when("group", names.MERGE_SIDE["group"]),
             ),
         },
     ),
     DataType.LABELS: Plan(
         owned=(
-            _unflag(LABEL, _OUT, "SUBLABEL_OF", "from_parent_label", "from_sublabels"),
-            _unflag(LABEL, _IN, "SUBLABEL_OF", "from_sublabels", "from_parent_label"),
+            _unflag(LABEL, _OUT, "SUBLABEL_OF", "parent", "sublabel"),
+            _unflag(LABEL, _IN, "SUBLABEL_OF", "sublabel", "parent"),
         ),
         links={
             LABEL: _links(
                 LABEL,
                 LABEL,
-                _when("parent", "MERGE (o)-[r:SUBLABEL_OF]->(t) SET r.from_parent_label = true"),
-                _when("sublabel", "MERGE (t)-[r:SUBLABEL_OF]->(o) SET r.from_sublabels = true"),
+                _when("parent", names.MERGE_SIDE["parent"]),
+                _when("sublabel", names.MERGE_SIDE["sublabel"]),
             ),
         },
     ),
@@ -271,7 +261,7 @@ class PurgeStatements:
     facts: str  # $version -> stored (complete nodes), seen (stamped with $version)
     candidates: str  # $version -> ids of complete nodes not seen in $version or later
     claim: str  # rows {id, version} -> ids still candidates, now locked
-    demote: str  # rows {id}: still referenced -> placeholder (id, name kept)
+    demote: str  # rows {id}: still referenced -> placeholder (RENAME names it): element ids
     delete: str  # rows {id}: referenced by nothing -> deleted
 
 
@@ -286,7 +276,7 @@ def _purge(label: str) -> PurgeStatements:
         claim=f"{one}WHERE {stale.format(v='row.version')} SET n.placeholder = true "
         "RETURN n.id AS id",
         demote=f"{one}WHERE EXISTS {{ (n)--() }} "
-        "SET n = {id: n.id, placeholder: true, name: n.name} RETURN count(n) AS demoted",
+        "SET n = {id: n.id, placeholder: true} RETURN elementId(n) AS node",
         delete=f"{one}WHERE NOT EXISTS {{ (n)--() }} DELETE n RETURN count(n) AS deleted",
     )
 

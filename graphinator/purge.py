@@ -9,8 +9,9 @@ guards of :func:`common.purge.decide` allow it:
    one managed write transaction: *claim* (re-check and lock: a concurrent write that
    confirmed the node meanwhile wins), remove the edges the records own (collecting the
    nodes they pointed at), *demote* the nodes something else still references to
-   placeholders (``id``, ``name``, ``placeholder: true``), *delete* the others, and
-   delete the former targets left as orphan placeholders / tags;
+   placeholders (``id``, ``placeholder: true``), *delete* the others, delete the former
+   targets left as orphan placeholders / tags, and name the placeholders among the former
+   targets and the demoted nodes from the references left (:mod:`graphinator.names`);
 2. every chunk commits on its own and re-checks its candidates, so a crash mid-purge
    followed by the redelivered ``extraction_complete`` finishes the work exactly.
 """
@@ -117,20 +118,26 @@ async def purge_chunk(
     for query in cypher.PLANS[data_type].owned:
         result = await tx.run(query, rows=claimed)
         targets.update(await result.value("t"))
-    demoted = await _count(tx, statements.demote, claimed, "demoted")
+    result = await tx.run(statements.demote, rows=claimed)
+    demoted = await result.value("node")
+    targets.update(demoted)  # named from their references by the rename of the targets
     deleted = await _count(tx, statements.delete, claimed, "deleted")
-    orphans = await delete_orphans(tx, targets)
-    return PurgeCount(demoted=demoted, deleted=deleted, orphans=orphans)
+    orphans = await settle_targets(tx, targets)
+    return PurgeCount(demoted=len(demoted), deleted=deleted, orphans=orphans)
 
 
-async def delete_orphans(tx: AsyncManagedTransaction, targets: set[str]) -> int:
-    """Delete the former edge targets ``targets`` left as unreferenced placeholders/tags."""
+async def settle_targets(tx: AsyncManagedTransaction, targets: set[str]) -> int:
+    """Delete the former edge targets ``targets`` left as unreferenced placeholders/tags,
+    and name those left as placeholders from the references left; returns the deleted."""
     if not targets:
         return 0
     rows = [{"id": t} for t in sorted(targets)]  # one lock order: fewer deadlocks
     result = await tx.run(cypher.ORPHANS_LOCK, rows=rows)
     await result.consume()
-    return await _count(tx, cypher.ORPHANS, rows, "deleted")
+    deleted = await _count(tx, cypher.ORPHANS, rows, "deleted")
+    result = await tx.run(cypher.RENAME, rows=rows)
+    await result.consume()
+    return deleted
 
 
 async def _count(

@@ -165,10 +165,11 @@ _Edge = tuple[int, str, str | None]  # (owner id, kind, property)
 
 @dataclass
 class _Ref:
-    """A referenced node: the smallest name the references gave it, the edges to it."""
+    """A referenced node: the smallest name the references gave it, the edges to it, each
+    with the smallest name its references gave the node (graphinator.names)."""
 
     name: str | None = None
-    edges: set[_Edge] = field(default_factory=set)
+    edges: dict[_Edge, str | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -182,7 +183,9 @@ class _Links:
         ref = self.refs.setdefault(label, {}).setdefault(key, _Ref(name))
         if name is not None and (ref.name is None or name < ref.name):
             ref.name = name
-        ref.edges.add(edge)
+        given = ref.edges.get(edge)
+        if given is None or (name is not None and name < given):
+            ref.edges[edge] = name
 
     def tags(self, owner: int, data: dict[str, Any]) -> None:
         for label, key in ((GENRE, "genres"), (STYLE, "styles")):
@@ -252,23 +255,23 @@ def link_statements(
         if not known:
             continue
         owners: dict[int, int] = {}  # owner id -> its index in $owners
-        rows = []
-        for key, ref in sorted(known.items()):
-            edges = sorted(ref.edges, key=_edge_order) if len(ref.edges) > 1 else ref.edges
-            rows.append(
-                {
-                    "ref": key,
-                    "name": ref.name,
-                    "edges": [
-                        [owners.setdefault(owner, len(owners)), kind, prop]
-                        for owner, kind, prop in edges
-                    ],
-                }
-            )
+        rows = [
+            {"ref": key, "name": ref.name, "edges": _edge_rows(ref, owners)}
+            for key, ref in sorted(known.items())
+        ]
         out.append(Statement(query, rows, owners=[nodes[owner] for owner in owners]))
     return out
 
 
-def _edge_order(edge: _Edge) -> tuple[int, str, str]:
-    owner, kind, prop = edge
+def _edge_rows(ref: _Ref, owners: dict[int, int]) -> list[list[Any]]:
+    """``[owner index, kind, property, name]`` of the edges to one node, sorted."""
+    edges = sorted(ref.edges.items(), key=_edge_order) if len(ref.edges) > 1 else ref.edges.items()
+    return [
+        [owners.setdefault(owner, len(owners)), kind, prop, name]
+        for (owner, kind, prop), name in edges
+    ]
+
+
+def _edge_order(item: tuple[_Edge, str | None]) -> tuple[int, str, str]:
+    (owner, kind, prop), _ = item
     return owner, kind, prop or ""

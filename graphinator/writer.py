@@ -5,8 +5,9 @@ statement merges the batch's nodes (hash gate and version order, see
 :data:`graphinator.cypher.GATE`) and returns the records that changed, and only those
 get their properties written and their owned edges replaced, in the same transaction (no
 read-then-write race across transactions); the placeholders and tags those removed edges
-leave unreferenced are deleted at the end. Unchanged records only have their ``seen``
-version moved forward. Statements are in :mod:`graphinator.cypher`, rows in
+leave unreferenced are deleted at the end, and the placeholders they leave referenced
+renamed from the references left. Unchanged records only have their ``seen`` version
+moved forward. Statements are in :mod:`graphinator.cypher`, rows in
 :mod:`graphinator.rows`, the purge of records absent from a new version in
 :mod:`graphinator.purge`, the version held and a delta's deletions in
 :mod:`graphinator.delta`, error mapping in :mod:`graphinator.errors`; the model is in
@@ -200,5 +201,5 @@ async def write_batch(
     for statement in rows.link_statements(data_type, records, owners):
         result = await tx.run(statement.query, rows=statement.rows, owners=statement.owners)
         await result.consume()
-    await purge.delete_orphans(tx, targets)
+    await purge.settle_targets(tx, targets)
     return len(changed), sum(1 for added, _, _ in changed.values() if added)

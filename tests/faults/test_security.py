@@ -52,6 +52,7 @@ ALLOWED = {
     ("graphinator/cypher.py", "pattern.format(rel=rel)"),
     ("graphinator/cypher.py", "rel"),
     ("graphinator/cypher.py", "flag"),
+    ("graphinator/cypher.py", "side_name"),  # _unflag: a name property of names.SIDE
     ("graphinator/cypher.py", "other"),
     ("graphinator/cypher.py", "src"),
     ("graphinator/cypher.py", "dst"),

@@ -184,12 +184,6 @@ async def until_held(dsn: str, driver: AsyncDriver, version: str) -> None:
     await eventually(held_now, within=300, what=f"both stores holding {version}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a placeholder keeps the smallest name any reference ever gave it: when the "
-    "record that gave it is deleted (by a delta, or by the purge of a full update) the "
-    "name stays, where a fresh load takes it from the references left (consumer side)",
-)
 async def test_a_placeholder_named_by_a_deleted_record_is_renamed_as_a_fresh_load_names_it(
     pg_dsn: str, second_pg_dsn: str, neo4j_driver: AsyncDriver, exchange_prefix: str, tmp_path: Path
 ) -> None:

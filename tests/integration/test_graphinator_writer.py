@@ -129,6 +129,7 @@ BATCH_STATEMENTS = [
     *(q for plan in cypher.PLANS.values() for q in plan.owned),
     *(q for plan in cypher.PLANS.values() for q in plan.links.values()),
     cypher.ORPHANS,
+    cypher.RENAME,
 ]
 PURGE_ROW_STATEMENTS = [q for p in cypher.PURGE.values() for q in (p.claim, p.demote, p.delete)]
 
@@ -369,10 +370,12 @@ async def test_two_sided_edges_belong_to_each_side(neo4j_driver: AsyncDriver) ->
     await writer.write(DataType.ARTISTS, [artist(1, members=[{"id": "2", "name": "a2"}])])
     await writer.write(DataType.ARTISTS, [artist(2, groups=[{"id": "1", "name": "a1"}])])
     assert await query(neo4j_driver, member_of) == [
-        {"p": {"from_members": True, "from_groups": True}}
+        {"p": {"from_members": True, "from_groups": True, "member_name": "a2", "group_name": "a1"}}
     ]
     await writer.write(DataType.ARTISTS, [artist(2)])  # the member no longer lists the group
-    assert await query(neo4j_driver, member_of) == [{"p": {"from_members": True}}]
+    assert await query(neo4j_driver, member_of) == [
+        {"p": {"from_members": True, "member_name": "a2"}}
+    ]
     await writer.write(DataType.ARTISTS, [artist(1, realname="x")])  # nor the group the member
     assert await query(neo4j_driver, member_of) == []
 
@@ -380,10 +383,19 @@ async def test_two_sided_edges_belong_to_each_side(neo4j_driver: AsyncDriver) ->
     await writer.write(DataType.LABELS, [label(11, parentLabel={"id": "10", "name": "l10"})])
     await writer.write(DataType.LABELS, [label(10, sublabels=[{"id": "11", "name": "l11"}])])
     assert await query(neo4j_driver, sub_of) == [
-        {"p": {"from_parent_label": True, "from_sublabels": True}}
+        {
+            "p": {
+                "from_parent_label": True,
+                "from_sublabels": True,
+                "parent_name": "l10",
+                "sublabel_name": "l11",
+            }
+        }
     ]
     await writer.write(DataType.LABELS, [label(10)])
-    assert await query(neo4j_driver, sub_of) == [{"p": {"from_parent_label": True}}]
+    assert await query(neo4j_driver, sub_of) == [
+        {"p": {"from_parent_label": True, "parent_name": "l10"}}
+    ]
     rows = await query(
         neo4j_driver, "MATCH (n) RETURN count(n) AS c, sum(toInteger(n.placeholder)) AS p"
     )

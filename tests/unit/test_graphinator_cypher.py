@@ -13,7 +13,7 @@ import pytest
 from bench.generate import templates
 from common.normalise import normalise
 from common.records import DataType, Record
-from graphinator import cypher, rows
+from graphinator import cypher, names, rows
 from graphinator.rows import (
     Statement,
     gate_rows,
@@ -75,6 +75,7 @@ ALL_STATEMENTS = [
     *(q for plan in cypher.PLANS.values() for q in plan.owned),
     *(q for plan in cypher.PLANS.values() for q in plan.links.values()),
     cypher.ORPHANS,
+    cypher.RENAME,
     *(q for p in cypher.PURGE.values() for q in (p.claim, p.demote, p.delete)),
 ]
 # Whole-label statements of the purge and the pipeline state: named parameters only.
@@ -117,6 +118,7 @@ BATCH_STATEMENTS = [
     *(q for plan in cypher.PLANS.values() for q in plan.owned),
     *(q for plan in cypher.PLANS.values() for q in plan.links.values()),
     cypher.ORPHANS,
+    cypher.RENAME,
 ]
 
 
@@ -469,3 +471,155 @@ def test_graph_record_keeps_a_record_without_its_json_whole() -> None:
     shaped = normalise(DataType.RELEASES, {"id": "2", "formats": {"name": "CD", "qty": "1"}})
     slim = rows.graph_record(DataType.RELEASES, shaped)
     assert props(DataType.RELEASES, slim) == props(DataType.RELEASES, shaped)
+
+
+def named(statements: list[Statement], data_type: DataType, label: str) -> list[tuple[Any, ...]]:
+    """(referenced node, owner's element id, kind, name on the edge) of one label."""
+    query = cypher.PLANS[data_type].links[label]
+    return [
+        (r["ref"], s.owners[e[0]], e[1], e[3])
+        for s in statements
+        if s.query == query and s.owners is not None
+        for r in s.rows
+        for e in r["edges"]
+    ]
+
+
+def test_each_edge_keeps_the_smallest_name_its_record_gave() -> None:
+    record = rec(
+        DataType.RELEASES,
+        1,
+        artists=[{"id": "20", "name": "Bee"}, {"id": "20", "name": "Ay"}, {"id": "21"}],
+        extraartists=[
+            {"id": "20", "name": "Cee", "role": "Mix"},
+            {"id": "20", "name": "Dee", "role": "Mix"},
+        ],
+        labels=[{"id": "5", "name": "L2", "catno": "X"}, {"id": "5", "name": "L1", "catno": "X"}],
+        master_id="77",
+        genres=["Rock"],
+    )
+    r = DataType.RELEASES
+    statements = links(r, record)
+    assert named(statements, r, "Artist") == [
+        (20, "e1", "by", "Ay"),
+        (20, "e1", "credit", "Cee"),
+        (21, "e1", "by", None),  # a reference without a name: none on the edge
+    ]
+    assert named(statements, r, "Label") == [(5, "e1", "on", "L1")]
+    assert named(statements, r, "Master") == [(77, "e1", "from", None)]
+    assert named(statements, r, "Genre") == [("Rock", "e1", "is", None)]
+    assert refs(statements, r, "Artist") == [(20, "Ay"), (21, None)]
+    # whatever order the references come in
+    flipped = replace(record, data={**record.data, "artists": record.data["artists"][::-1]})
+    assert named(links(r, flipped), r, "Artist") == named(statements, r, "Artist")
+
+
+def test_two_sided_edges_keep_the_name_each_side_gave() -> None:
+    group = rec(DataType.ARTISTS, 1, members=[{"id": "4", "name": "Mem"}])
+    member = rec(DataType.ARTISTS, 4, groups=[{"id": "1", "name": "Grp"}, {"id": "1"}])
+    alias = rec(DataType.ARTISTS, 6, aliases=[{"id": "3", "name": "Al"}])
+    a = DataType.ARTISTS
+    assert named(links(a, group, member, alias), a, "Artist") == [
+        (1, "e4", "group", "Grp"),
+        (3, "e6", "alias", "Al"),
+        (4, "e1", "member", "Mem"),
+    ]
+    sub = rec(DataType.LABELS, 10, parentLabel={"id": "1", "name": "Parent"})
+    parent = rec(DataType.LABELS, 1, sublabels=[{"id": "10", "name": "Sub"}])
+    assert named(links(DataType.LABELS, sub, parent), DataType.LABELS, "Label") == [
+        (1, "e10", "parent", "Parent"),
+        (10, "e1", "sublabel", "Sub"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data_type", "label", "kind", "action"),
+    [
+        (DataType.RELEASES, "Artist", "by", "CREATE (o)-[:BY {name: e[3]}]->(t)"),
+        (DataType.MASTERS, "Artist", "by", "CREATE (o)-[:BY {name: e[3]}]->(t)"),
+        (
+            DataType.RELEASES,
+            "Artist",
+            "credit",
+            "CREATE (t)-[:CREDITED_ON {role: e[2], name: e[3]}]->(o)",
+        ),
+        (DataType.RELEASES, "Label", "on", "CREATE (o)-[:ON {catno: e[2], name: e[3]}]->(t)"),
+        (DataType.ARTISTS, "Artist", "alias", "CREATE (o)-[:ALIAS_OF {name: e[3]}]->(t)"),
+        (
+            DataType.ARTISTS,
+            "Artist",
+            "member",
+            "MERGE (t)-[r:MEMBER_OF]->(o) SET r.from_members = true, r.member_name = e[3]",
+        ),
+        (
+            DataType.ARTISTS,
+            "Artist",
+            "group",
+            "MERGE (o)-[r:MEMBER_OF]->(t) SET r.from_groups = true, r.group_name = e[3]",
+        ),
+        (
+            DataType.LABELS,
+            "Label",
+            "parent",
+            "MERGE (o)-[r:SUBLABEL_OF]->(t) SET r.from_parent_label = true, r.parent_name = e[3]",
+        ),
+        (
+            DataType.LABELS,
+            "Label",
+            "sublabel",
+            "MERGE (t)-[r:SUBLABEL_OF]->(o) SET r.from_sublabels = true, r.sublabel_name = e[3]",
+        ),
+    ],
+)
+def test_edge_statements_write_the_name(
+    data_type: DataType, label: str, kind: str, action: str
+) -> None:
+    assert action in cypher.PLANS[data_type].links[label]
+    if kind in names.SIDE:
+        assert names.MERGE_SIDE[kind] == action
+        assert names.SIDE[kind] == tuple(re.findall(r"r\.(\w+) = ", action))
+
+
+def test_a_withdrawn_side_takes_its_name_and_returns_its_target_always() -> None:
+    owned = [q for p in (DataType.ARTISTS, DataType.LABELS) for q in cypher.PLANS[p].owned]
+    unflags = [q for q in owned if "REMOVE" in q]
+    assert len(unflags) == 4
+    for kind, (flag, name) in names.SIDE.items():
+        [query] = [q for q in unflags if f"WHERE r.{flag} REMOVE" in q]
+        assert f"REMOVE r.{flag}, r.{name} WITH r, t " in query, kind
+        # the edge goes only when no side is left, the target is returned either way
+        assert "CALL (r) { WITH r WHERE r." in query
+        assert query.endswith("IS NULL DELETE r } RETURN elementId(t) AS t")
+
+
+def test_a_placeholder_is_named_by_the_smallest_name_on_its_edges() -> None:
+    for pattern in (
+        "[(t)<-[r:BY|ON|ALIAS_OF]-() | r.name]",
+        "[(t)-[r:CREDITED_ON]->() | r.name]",
+        "[(t)-[r:MEMBER_OF]->() | r.member_name]",
+        "[(t)<-[r:MEMBER_OF]-() | r.group_name]",
+        "[(t)-[r:SUBLABEL_OF]->() | r.sublabel_name]",
+        "[(t)<-[r:SUBLABEL_OF]-() | r.parent_name]",
+    ):
+        assert pattern in cypher.RENAME
+        # a placeholder that still has an edge with its name keeps it, unread further
+        kept = pattern.replace("[", "EXISTS { ", 1).replace("() | r.", "() WHERE r.")
+        assert f"AND NOT {kept.removesuffix(']')} = t.name }} " in cypher.RENAME
+    assert "AND t.placeholder AND (t:Artist OR t:Label) AND NOT EXISTS {" in cypher.RENAME
+    assert " SET t.name = reduce(m = null, x IN [(t)<-" in cypher.RENAME
+    for data_type in DataType:  # demoted bare, then named by RENAME as the former targets
+        demote = cypher.PURGE[data_type].demote
+        assert demote.endswith("SET n = {id: n.id, placeholder: true} RETURN elementId(n) AS node")
+
+
+def test_every_named_reference_locks_its_placeholder_before_reading_its_name() -> None:
+    for data_type, plan in cypher.PLANS.items():
+        for label, query in plan.links.items():
+            if label in ("Genre", "Style"):
+                assert names.PLACEHOLDER not in query
+                continue
+            assert names.PLACEHOLDER in query, (data_type, label)
+    locking = names.PLACEHOLDER
+    assert "t.placeholder AND row.name IS NOT NULL AS named " in locking
+    assert "CASE WHEN named THEN [1] ELSE [] END | SET t.locked_ = true" in locking
+    assert "MATCH (u) WHERE elementId(u) = elementId(t) AND u.placeholder " in locking
