@@ -45,11 +45,14 @@ def links(data_type: DataType, *records: Record) -> list[Statement]:
     return link_statements(data_type, records, nodes(*records))
 
 
-def edges(statements: list[Statement], data_type: DataType, label: str) -> list[tuple[Any, ...]]:
-    """(referenced node, owner's element id, kind, property) of one label's statement."""
+def edges(
+    statements: list[Statement], data_type: DataType, label: str, last: int = 2
+) -> list[tuple[Any, ...]]:
+    """(referenced node, owner's element id, kind, ``e[last]``: the property, or with 3
+    the name on the edge) of one label's statement."""
     query = cypher.PLANS[data_type].links[label]
     return [
-        (r["ref"], s.owners[e[0]], e[1], e[2])
+        (r["ref"], s.owners[e[0]], e[1], e[last])
         for s in statements
         if s.query == query and s.owners is not None
         for r in s.rows
@@ -475,14 +478,7 @@ def test_graph_record_keeps_a_record_without_its_json_whole() -> None:
 
 def named(statements: list[Statement], data_type: DataType, label: str) -> list[tuple[Any, ...]]:
     """(referenced node, owner's element id, kind, name on the edge) of one label."""
-    query = cypher.PLANS[data_type].links[label]
-    return [
-        (r["ref"], s.owners[e[0]], e[1], e[3])
-        for s in statements
-        if s.query == query and s.owners is not None
-        for r in s.rows
-        for e in r["edges"]
-    ]
+    return edges(statements, data_type, label, last=3)
 
 
 def test_each_edge_keeps_the_smallest_name_its_record_gave() -> None:
