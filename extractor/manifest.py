@@ -3,9 +3,10 @@ record's raw XML bytes, kept in the state folder for the next month's delta.
 
 One file per type, ``<type>.manifest``: a header (magic, then the metadata as JSON) and
 one fixed-width entry per record, sorted by id: the id as a big-endian unsigned 64-bit
-integer (so the bytes sort as the ids do) and a digest: the first 16 bytes of the
-record's SHA-256 (the fastest of hashlib's on CPUs with SHA instructions). Nothing of it is
-held in memory but a block being read: 19.3 M release ids make a 463 MB file.
+integer (so the bytes sort as the ids do) and the record's 128-bit XXH3 digest. XXH3 is
+not a cryptographic hash: it detects changes, it does not guard against someone crafting a
+record whose digest equals its previous version's (``--full`` sends every record). Nothing
+of it is held in memory but a block being read: 19.3 M release ids make a 463 MB file.
 
 A new manifest is written to a temporary file beside the old one and only replaces it
 (fsync, ``os.replace``, fsync of the folder) when :meth:`ManifestWriter.commit` is
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import hashlib
 import heapq
 import os
 import struct
@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import IO
 
 import orjson
+import xxhash
 
 from common.records import NORMALISER_VERSION, DataType
 
 MAGIC = b"discogs-manifest 1\n"
 ENTRY = struct.Struct(">Q16s")
-DIGEST = "sha256-128"  # in the header: a manifest of other digests is not compared
+DIGEST = "xxh3-128"  # in the header: a manifest of other digests is not compared
 _LENGTH = struct.Struct(">I")
 _BLOCK = 8192  # entries read at a time
 _PAGE = 256  # entries read for one lookup out of id order
@@ -46,7 +47,7 @@ class ManifestError(Exception):
 
 
 def digest(record: bytes | memoryview) -> bytes:
-    return hashlib.sha256(record).digest()[:16]
+    return xxhash.xxh3_128_digest(record)
 
 
 def manifest_path(state_dir: Path, data_type: DataType) -> Path:

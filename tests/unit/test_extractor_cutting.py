@@ -42,6 +42,20 @@ def test_nested_and_empty_record_tags_cut_whole_records(
     assert chunks[1].position(0) == (4, 16)
 
 
+@pytest.mark.parametrize("block", [1, 5, 4096])
+def test_the_record_name_elsewhere_is_not_a_tag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    monkeypatch.setattr(inflate, "BLOCK", block)
+    one = (
+        b'<label id="1"><name>label /> label> a label</name><sublabel>x</sublabel>'
+        b'<prelabel/><p a="label b/>">label</p></label>'
+    )
+    two = b"<label\n id='2'\n>label</label >"
+    dump = labels_file(tmp_path, b"<labels>" + one + two + b"</labels>")
+    assert records(list(cut(dump, max_records=5, max_bytes=1 << 20))) == [one, two]
+
+
 def test_chunks_close_at_the_byte_limit(tmp_path: Path) -> None:
     label = b"<label><id>%d</id><name>" + b"n" * 100 + b"</name></label>"
     dump = labels_file(
