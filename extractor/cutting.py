@@ -2,13 +2,12 @@
 
 The reader of a file decompresses it (a few blocks ahead, :mod:`extractor.inflate`) and
 finds where each record (a child of the root, e.g. ``<release ...>...</release>``) begins
-and ends by looking only at that one tag name,
-counting its nesting (labels hold ``<sublabels><label>`` of their own). A record with no
-nested tag of its name takes two regular expression searches, for its end tag and the next
-start tag, each pattern beginning with the literal tag so that the engine skips in C to
-the next candidate instead of trying every ``<``; so one reader keeps many parsing workers
-busy. The records go out in chunks (:class:`RawChunk`): one bytes object holding
-consecutive records and the spans of each, cheap to send to a worker process.
+and ends by looking only at that one tag name, counting its nesting (labels hold
+``<sublabels><label>`` of their own). It searches for the name itself, a literal the
+regular expression engine skips to in C, and then checks for the ``<`` or ``</`` before
+it; so one reader keeps many parsing workers busy. The records go out in chunks
+(:class:`RawChunk`): one bytes object holding consecutive records and the spans of each,
+cheap to send to a worker process.
 
 What lies outside records is checked: the prolog and the root's start tag before the
 first, whitespace between two, the root's end tag after the last. Anything else, a record
@@ -118,7 +117,7 @@ class _Patterns:
     root: bytes  # the root element's name, ``labels`` for ``label``
     # A start, end or empty tag of the record's name from the name on (the ``<`` or ``</``
     # before it is checked after): a pattern that begins with a literal is searched for
-    # in C, several times faster than one that stops at every ``<`` of the record.
+    # in C, where one that begins with ``<`` stops at every tag of the record.
     name: re.Pattern[bytes]
     prolog: re.Pattern[bytes]  # what may come before the first record
     empty: re.Pattern[bytes]  # a whole file with no record

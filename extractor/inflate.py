@@ -2,10 +2,10 @@
 
 The inflater is ISA-L's (python-isal's ``isal_zlib``: zlib's interface, gzip headers and
 CRC checked the same way, a few times faster). It releases the GIL while it inflates,
-so the reader's cutting and digesting
-(:mod:`extractor.cutting`, :mod:`extractor.delta`) run on one core while the next blocks
-are decompressed on another; with a delta, where few records go on to the parse workers,
-that is most of the extractor's work.
+but the reader's cutting and digesting (:mod:`extractor.cutting`, :mod:`extractor.delta`)
+hold it between blocks, so the two overlap only in part: the thread waits for the GIL
+after each block. A child process instead overlapped them, but its pipe cost as much
+CPU as it saved, with the consumers on the other core (docs/performance.md).
 """
 
 from __future__ import annotations
