@@ -47,23 +47,26 @@ def version_b(source: Path) -> Path:
     return dest
 
 
-def publish(folder: Path, workers: int | None, extra: list[str]) -> dict[str, Any]:
+def publish(
+    folder: Path, workers: int | None, extra: list[str], bin_dir: Path = harness.BIN
+) -> dict[str, Any]:
     """One extractor run into fresh queues of both consumers (deleted afterwards)."""
     prefix = f"bench-delta-{uuid.uuid4().hex[:8]}"
     asyncio.run(dump_bench.topology(prefix))
     try:
-        return run_extractor(folder, prefix, workers, extra)
+        return run_extractor(folder, prefix, workers, extra, bin_dir)
     finally:
         asyncio.run(dump_bench.topology(prefix, delete=True))
 
 
 def run_extractor(
-    folder: Path, prefix: str, workers: int | None, extra: list[str]
+    folder: Path, prefix: str, workers: int | None, extra: list[str], bin_dir: Path = harness.BIN
 ) -> dict[str, Any]:
-    """``extractor publish folder *extra``: wall time, CPU seconds of its processes, their
-    peak RSS together, RabbitMQ's CPU seconds, and what its ``file published`` lines say."""
+    """``extractor publish folder *extra`` (the one in ``bin_dir``): wall time, CPU seconds
+    of its processes, their peak RSS together, RabbitMQ's CPU seconds, and what its
+    ``file published`` lines say."""
     env = {**os.environ, "DISCOGS_EXCHANGE_PREFIX": prefix, "LOG_FORMAT": "json"}
-    command = [str(harness.BIN / "extractor"), "publish", str(folder), *extra]
+    command = [str(bin_dir / "extractor"), "publish", str(folder), *extra]
     if workers:
         command += ["--workers", str(workers)]
     rabbit, before, started = _rabbitmq_cpu(), os.times(), time.monotonic()
