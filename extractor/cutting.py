@@ -167,11 +167,11 @@ class _Cutter:
     def _cut(self, fraction: float) -> Iterator[RawChunk]:
         s, search = self.state, self.patterns.name.search
         while (m := search(s.buf, s.scan)) is not None:
-            s.scan, at = m.end(), m.start()
+            s.scan, at, empty = m.end(), m.start(), m.end(1) > m.start(1)
             if at >= 1 and s.buf[at - 1] == _LT:
-                self._tag(at - 1, m.end(), False, m.end(1) > m.start(1))
+                self._tag(at - 1, s.scan, False, empty)
             elif at >= 2 and s.buf[at - 1] == _SLASH and s.buf[at - 2] == _LT:
-                self._tag(at - 2, m.end(), True, m.end(1) > m.start(1))
+                self._tag(at - 2, s.scan, True, empty)
             else:  # the name in text or in an attribute's value
                 continue
             if len(s.spans) >= self.max_records or (s.spans and s.spans[-1][1] >= self.max_bytes):
