@@ -62,21 +62,20 @@ PLACEHOLDER = (
 # only the others' edges are all read (on a popular placeholder, reading them all on
 # every removal cost 85,000 db hits per 40 changed releases in bench.graph_statements).
 # reduce, not min(): an aggregate would need a subquery per node. Run after ORPHANS,
-# under ORPHANS_LOCK's lock (graphinator.cypher); no value is formatted in, only the
-# fixed edge patterns below, each with the property that names ``t`` on it.
-_NAMING_EDGES = (
-    ("(t)<-[r:BY|ON|ALIAS_OF]-()", "r.name"),
-    ("(t)-[r:CREDITED_ON]->()", "r.name"),
-    ("(t)-[r:MEMBER_OF]->()", "r.member_name"),
-    ("(t)<-[r:MEMBER_OF]-()", "r.group_name"),
-    ("(t)-[r:SUBLABEL_OF]->()", "r.sublabel_name"),
-    ("(t)<-[r:SUBLABEL_OF]-()", "r.parent_name"),
-)
+# under ORPHANS_LOCK's lock (graphinator.cypher); written out whole, nothing formatted in.
 RENAME = (
     "UNWIND $rows AS row MATCH (t) WHERE elementId(t) = row.id "
     "AND t.placeholder AND (t:Artist OR t:Label) "
-    + "".join(f"AND NOT EXISTS {{ {edge} WHERE {name} = t.name }} " for edge, name in _NAMING_EDGES)
-    + "SET t.name = reduce(m = null, x IN "
-    + " + ".join(f"[{edge} | {name}]" for edge, name in _NAMING_EDGES)
-    + " | CASE WHEN x IS NULL OR x >= m THEN m ELSE x END)"
+    "AND NOT EXISTS { (t)<-[r:BY|ON|ALIAS_OF]-() WHERE r.name = t.name } "
+    "AND NOT EXISTS { (t)-[r:CREDITED_ON]->() WHERE r.name = t.name } "
+    "AND NOT EXISTS { (t)-[r:MEMBER_OF]->() WHERE r.member_name = t.name } "
+    "AND NOT EXISTS { (t)<-[r:MEMBER_OF]-() WHERE r.group_name = t.name } "
+    "AND NOT EXISTS { (t)-[r:SUBLABEL_OF]->() WHERE r.sublabel_name = t.name } "
+    "AND NOT EXISTS { (t)<-[r:SUBLABEL_OF]-() WHERE r.parent_name = t.name } "
+    "SET t.name = reduce(m = null, x IN "
+    "[(t)<-[r:BY|ON|ALIAS_OF]-() | r.name] + [(t)-[r:CREDITED_ON]->() | r.name] "
+    "+ [(t)-[r:MEMBER_OF]->() | r.member_name] + [(t)<-[r:MEMBER_OF]-() | r.group_name] "
+    "+ [(t)-[r:SUBLABEL_OF]->() | r.sublabel_name] "
+    "+ [(t)<-[r:SUBLABEL_OF]-() | r.parent_name] "
+    "| CASE WHEN x IS NULL OR x >= m THEN m ELSE x END)"
 )
