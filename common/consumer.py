@@ -98,6 +98,10 @@ class MessageHandler:
             raise RuntimeError("MessageHandler has no topology yet")
         return self._topology
 
+    async def drain(self, data_type: DataType) -> None:
+        """Write and settle every record of ``data_type`` handled so far."""
+        await self._processor.drain(data_type)
+
     def start(self, data_type: DataType, message: Inbound) -> Decoding:
         """Begin decoding a delivery as it arrives; :meth:`handle` takes the result."""
         return self._intake.start(data_type, message.body)

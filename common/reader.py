@@ -7,7 +7,10 @@ hundreds of megabytes. A new size needs a new consumer: the broker applies a pre
 consumers created after it (``set_qos`` on the live channel leaves this one as it is, and
 a channel-wide prefetch is not supported by quorum queues). The old one is cancelled and
 what it already received is handled first, in order, so a completion message never
-overtakes the records before it.
+overtakes the records before it; and written and acked before the new one starts, since a
+lost channel gives a quorum queue back each consumer's unacked messages as a run of its own,
+the runs in no fixed order: with two consumers holding some, a completion message could
+come back ahead of records sent before it.
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ class QueueReader:
                 await consumer.cancel()  # what it received is in the inbox now, in order
                 while not self._inbox.empty():
                     await self._handle_next()
+                await self._handler.drain(self._data_type)
+                await self.settler.flush()
                 log.info("prefetch resized", data_type=self._data_type.value, prefetch=wanted)
                 prefetch = wanted
         finally:

@@ -24,7 +24,7 @@ from common.records import DataType
 from extractor.publish import PublishOptions, collect_dumps, publish_dumps
 from tests import servers
 from tests.conftest import clear_graph
-from tests.faults.harness import Consumer, consumer_env
+from tests.faults.harness import Consumer, consumer_env, dead_letter_depth
 from tests.integration.test_delta_updates import completed, graph, held, rows, running
 from tests.integration.test_replicas import neo_factory, pg_factory
 from tests.support import eventually
@@ -171,6 +171,8 @@ async def test_consumers_killed_mid_delta_and_restarted_reach_the_same_state(
             consumer.start()
         await publishing
         await until_held(pg_dsn, neo4j_driver, B)
+    for name in running_now:
+        assert await asyncio.to_thread(dead_letter_depth, prefix, name) == 0
     by_delta = await rows(pg_dsn), await graph(neo4j_driver)
     same(by_delta, await fresh_load(folder, second_pg_dsn, neo4j_driver, f"{prefix}-fresh"))
 
