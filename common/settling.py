@@ -140,7 +140,9 @@ class AckWindow:
     async def flush(self) -> None:
         """Wait for the acks in progress (idempotent)."""
         if self._flushing is not None:
-            await self._flushing
+            # Shielded: a waiter cancelled (a reader stopped mid-resize) must not cancel
+            # the acks, or every later flush would raise their CancelledError.
+            await asyncio.shield(self._flushing)
 
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # let the rest of a batch's settlements mark themselves

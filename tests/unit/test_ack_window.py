@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -123,5 +124,19 @@ async def test_a_settled_run_is_acked_once_however_often_it_is_flushed() -> None
     (message,) = received(window, "ch", range(1, 2), log)
     await settle(window, message)
     await window.flush()
+    await window.flush()
+    assert log == [(1, True)]
+
+
+async def test_a_cancelled_waiter_leaves_the_acks_in_progress_to_finish() -> None:
+    """A reader stopped while it waits for its acks (mid prefetch resize) must not cancel
+    them: the shutdown flush after it waits for the same acks and must not raise."""
+    window, log = fresh()
+    (message,) = received(window, "ch", range(1, 2), log)
+    window.settled(as_incoming(message))
+    waiter = asyncio.create_task(window.flush())
+    await asyncio.sleep(0)  # the waiter is now blocked on the acks in progress
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
     await window.flush()
     assert log == [(1, True)]
