@@ -64,7 +64,35 @@ def neo4j_pids() -> list[int]:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return cpu_seconds_of(Path(f"/proc/{pid}/stat"))
+
+
+# JVM thread names (as /proc shows them, cut at 15 characters) by what the thread does.
+THREAD_GROUPS = (
+    ("queries", "neo4j.BoltWorke"),
+    ("jit", "C1 CompilerThre", "C2 CompilerThre", "Sweeper thread"),
+    ("gc", "GC Thread", "G1 "),
+)
+
+
+def neo4j_thread_cpu() -> dict[str, float]:
+    """CPU seconds of the Neo4j server's threads, by what they do: running queries (Bolt
+    workers), compiling (the JIT), collecting garbage, and the rest."""
+    groups = dict.fromkeys([g[0] for g in THREAD_GROUPS] + ["other"], 0.0)
+    for pid in neo4j_pids():
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                name = (task / "comm").read_text().strip()
+                cpu = cpu_seconds_of(task / "stat")
+            except OSError:
+                continue  # the thread ended
+            group = next((g[0] for g in THREAD_GROUPS if name.startswith(g[1:])), "other")
+            groups[group] += cpu
+    return groups
+
+
+def cpu_seconds_of(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

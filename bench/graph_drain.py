@@ -65,7 +65,7 @@ def drain(which: str, prefix: str, limit_s: float) -> dict[str, Any]:
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "WARNING",
     }
-    neo4j0, started = _neo4j_cpu(), time.monotonic()
+    neo4j0, threads0, started = _neo4j_cpu(), graph_cost.neo4j_thread_cpu(), time.monotonic()
     proc = subprocess.Popen(COMMANDS[which], env=env, stdout=subprocess.DEVNULL)
     done, records, cpu = False, 0, 0.0
     try:
@@ -86,6 +86,10 @@ def drain(which: str, prefix: str, limit_s: float) -> dict[str, Any]:
         "records_per_s": round(records / seconds),
         "graphinator_cpu_s": round(cpu, 1),
         "neo4j_cpu_s": round(_neo4j_cpu() - neo4j0, 1),
+        "neo4j_threads_cpu_s": {
+            group: round(cpu - threads0.get(group, 0.0), 1)
+            for group, cpu in graph_cost.neo4j_thread_cpu().items()
+        },
     }
 
 

@@ -165,7 +165,8 @@ neo4j_up() {
   if bolt_ready; then log "neo4j already up"; return; fi
   neo4j_install
   mkdir -p "$NEO4J_HOME"/{conf,data,logs,run,plugins,import}
-  cp "$ROOT/services/neo4j/neo4j.conf" "$NEO4J_HOME/conf/neo4j.conf"
+  # NEO4J_CONF_SOURCE: another neo4j.conf, for bench.neo4j_settings' side-by-side runs.
+  cp "${NEO4J_CONF_SOURCE:-$ROOT/services/neo4j/neo4j.conf}" "$NEO4J_HOME/conf/neo4j.conf"
   neo4j_env
   if [[ ! -f $NEO4J_HOME/data/dbms/auth.ini ]]; then
     neo4j_java org.neo4j.server.startup.Neo4jAdminCommand dbms set-initial-password "$NEO4J_PASSWORD" >/dev/null

@@ -1,0 +1,94 @@
+"""Neo4j's server settings for a load, side by side: graphinator drains the bench dump into a
+Neo4j started with the project's ``services/neo4j/neo4j.conf`` ("project") and into one
+started with a variant of it ("variant"), in alternating order, Neo4j restarted before
+every drain so that each starts as cold as the other.
+
+A variant drops the conf lines that start with each ``--drop`` and appends each ``--add``:
+
+    python -m bench.neo4j_settings --drop server.jvm.additional=-XX:+UseG1GC \\
+        --add server.jvm.additional=-XX:+UseParallelGC --pairs 5 --out results/x.json
+
+Reported per drain as by ``bench.graph_drain``; ratios variant / project.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench import dump_bench, graph_drain, stores
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "services" / "neo4j" / "neo4j.conf"
+SERVICES = ROOT / "scripts" / "services.sh"
+
+
+def variant_conf(drop: list[str], add: list[str]) -> str:
+    kept = [line for line in CONF.read_text().splitlines() if not line.startswith(tuple(drop))]
+    return "\n".join([*kept, *add]) + "\n"
+
+
+def restart_neo4j(conf: Path | None) -> None:
+    env = dict(os.environ)
+    if conf is not None:
+        env["NEO4J_CONF_SOURCE"] = str(conf)
+    quiet = subprocess.DEVNULL
+    subprocess.run(["bash", str(SERVICES), "down-neo4j"], check=True, stdout=quiet)
+    subprocess.run(["bash", str(SERVICES), "up-neo4j"], check=True, env=env, stdout=quiet)
+
+
+def one_run(which: str, conf: Path | None, dest: Path, limit_s: float) -> dict[str, Any]:
+    stores.clear_graph()  # on the old server: the drain's server starts from an empty graph
+    restart_neo4j(conf)
+    result = graph_drain.one_run("new", dest, limit_s)
+    print(f"  {which}: {json.dumps(result)}", flush=True)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--drop", action="append", default=[], help="conf line prefix to drop")
+    parser.add_argument("--add", action="append", default=[], help="conf line to append")
+    parser.add_argument("--percent", type=float, default=1.0)
+    parser.add_argument("--pairs", type=int, default=1)
+    parser.add_argument("--limit", type=float, default=1800, help="seconds a drain may take")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    dest = dump_bench.dump_folder(args.percent)
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = Path(tmp) / "neo4j.conf"
+        conf.write_text(variant_conf(args.drop, args.add))
+        confs: dict[str, Path | None] = {"project": None, "variant": conf}
+        pairs = []
+        try:
+            for p in range(args.pairs):
+                order = ["project", "variant"] if p % 2 == 0 else ["variant", "project"]
+                pairs.append({w: one_run(w, confs[w], dest, args.limit) for w in order})
+        finally:
+            stores.clear_graph()
+            restart_neo4j(None)
+    ratios = {
+        key: [round(p["variant"][key] / p["project"][key], 3) for p in pairs]
+        for key in ("seconds", "neo4j_cpu_s", "graphinator_cpu_s")
+    }
+    report = {
+        "percent": args.percent,
+        "drop": args.drop,
+        "add": args.add,
+        "pairs": pairs,
+        "ratios": ratios,
+        "medians": {k: statistics.median(v) for k, v in ratios.items()},
+    }
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report["medians"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
