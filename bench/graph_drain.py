@@ -89,7 +89,7 @@ def drain(which: str, prefix: str, limit_s: float) -> dict[str, Any]:
         "graphinator_cpu_s": round(cpu, 1),
         "neo4j_cpu_s": round(_neo4j_cpu() - neo4j0, 1),
         "neo4j_threads_cpu_s": {
-            group: round(cpu - threads0.get(group, 0.0), 1)
+            group: round(cpu - threads0[group], 1)
             for group, cpu in graph_cost.neo4j_thread_cpu().items()
         },
     }
@@ -107,6 +107,15 @@ def one_run(which: str, dest: Path, limit_s: float) -> dict[str, Any]:
     result["published"] = published["records"]
     print(f"  {which}: {json.dumps(result)}", flush=True)
     return result
+
+
+def compare(pairs: list[dict[str, dict[str, Any]]], new: str, base: str) -> dict[str, Any]:
+    """The per-pair ratios ``new`` / ``base`` of drain time and CPU, and their medians."""
+    ratios = {
+        key: [round(p[new][key] / p[base][key], 3) for p in pairs]
+        for key in ("seconds", "neo4j_cpu_s", "graphinator_cpu_s")
+    }
+    return {"ratios": ratios, "medians": {k: statistics.median(v) for k, v in ratios.items()}}
 
 
 def main() -> int:
@@ -132,16 +141,7 @@ def main() -> int:
         order = ["reference", "new"] if (p + args.new_first) % 2 == 0 else ["new", "reference"]
         pairs.append({which: one_run(which, dest, args.limit) for which in order})
     stores.clear_graph()
-    ratios = {
-        key: [round(p["new"][key] / p["reference"][key], 3) for p in pairs]
-        for key in ("seconds", "neo4j_cpu_s", "graphinator_cpu_s")
-    }
-    report = {
-        "percent": args.percent,
-        "pairs": pairs,
-        "ratios": ratios,
-        "medians": {k: statistics.median(v) for k, v in ratios.items()},
-    }
+    report = {"percent": args.percent, "pairs": pairs, **compare(pairs, "new", "reference")}
     out = args.out or RESULTS / f"graph_drain_{args.percent:g}pct.json"
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report["medians"]))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import tempfile
 from pathlib import Path
@@ -49,8 +48,7 @@ def restart_neo4j(conf: Path | None) -> None:
 def one_run(
     which: str, conf: Path | None, dests: tuple[Path, Path], limit_s: float
 ) -> dict[str, Any]:
-    stores.clear_graph()  # on the old server: the drain's server starts from an empty graph
-    restart_neo4j(conf)
+    restart_neo4j(conf)  # each graph_drain.one_run empties the graph before it starts
     warmup, dest = dests
     graph_drain.one_run("new", warmup, limit_s)  # the JIT compiles the statements' code here
     result = graph_drain.one_run("new", dest, limit_s)
@@ -80,17 +78,12 @@ def main() -> int:
         finally:
             stores.clear_graph()
             restart_neo4j(None)
-    ratios = {
-        key: [round(p["variant"][key] / p["project"][key], 3) for p in pairs]
-        for key in ("seconds", "neo4j_cpu_s", "graphinator_cpu_s")
-    }
     report = {
         "percent": args.percent,
         "drop": args.drop,
         "add": args.add,
         "pairs": pairs,
-        "ratios": ratios,
-        "medians": {k: statistics.median(v) for k, v in ratios.items()},
+        **graph_drain.compare(pairs, "variant", "project"),
     }
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report["medians"]))
