@@ -258,6 +258,26 @@ def test_gate_rows_sorted_by_numeric_id_and_reject_bad_ids() -> None:
         gate_rows([Record(id="x", sha256="h", data={})])
 
 
+def test_batch_parameters_print_as_their_size_only() -> None:
+    """The driver formats every statement's parameters for its debug log, on or off:
+    a batch's list parameters must be cheap to format, and still plain lists."""
+    records = [
+        rec(DataType.RELEASES, i, title="T" * 50, artists=[{"id": str(i + 1000), "name": "A"}])
+        for i in range(1, 201)
+    ]
+    lists = [
+        gate_rows(records),
+        props_rows(DataType.RELEASES, records, {i: (f"e{i}", None) for i in range(1, 201)}),
+        *(s.rows for s in removal_statements(DataType.RELEASES, range(1, 201))),
+    ]
+    for statement in links(DataType.RELEASES, *records):
+        lists += [statement.rows, statement.owners or []]
+    for value in lists:
+        assert isinstance(value, list)
+        assert value == list(value)
+        assert len(repr({"rows": value})) < 40
+
+
 def test_release_links_dedup_and_placeholders() -> None:
     record = rec(
         DataType.RELEASES,

@@ -1,0 +1,118 @@
+"""The whole pipeline (``make bench-dump``'s stage c) under two environments, side by side.
+
+``python -m bench.pipeline_pairs --b DECODE_WORKERS=0 --pairs 5`` runs the extractor and
+both consumers on the ``--percent`` dump, alternately with the environment as it is (a)
+and with ``--b``'s settings added (b), each run on fresh queues and empty stores from
+idle servers (after one untimed run of each on the 0.1 % dump), and reports per pair and
+as medians the ratios b / a of the wall time and of each process's CPU. It measures a
+setting users can change, before a default moves.
+Results: bench/results/pipeline_pairs_<name>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench import dump_bench, pipeline
+
+RESULTS = pipeline.RESULTS
+
+
+@contextmanager
+def environment(settings: dict[str, str]) -> Iterator[None]:
+    """``settings`` in this process's environment (which the runs inherit) for a while."""
+    before = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def one_run(dest: Path, settings: dict[str, str], limit_s: float) -> dict[str, Any]:
+    prefix = f"bench-pairs-{uuid.uuid4().hex[:8]}"
+    logs = RESULTS / "logs" / "pipeline_pairs"
+    logs.mkdir(parents=True, exist_ok=True)
+    asyncio.run(dump_bench.topology(prefix))
+    try:
+        with pipeline.fresh_stores() as dsn, environment(settings):
+            pipeline.settle({})
+            run = pipeline.run_stage(dest, prefix, dsn, logs, with_extractor=True, limit_s=limit_s)
+    finally:
+        asyncio.run(dump_bench.topology(prefix, delete=True))
+    if not run["complete"]:
+        raise RuntimeError(f"a run did not complete within {limit_s} s; see {logs}")
+    run["cpu_s_total"] = round(sum(run["cpu_s"].values()), 1)
+    print(json.dumps({"settings": settings, **run}), flush=True)
+    return run
+
+
+def ratios(pairs: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Per pair, b / a of the wall, the total CPU and each process's CPU; their medians."""
+    keys = ["wall_s", "cpu_s_total", *(f"cpu_s.{p}" for p in pairs[0]["a"]["cpu_s"])]
+
+    def value(run: dict[str, Any], key: str) -> float:
+        if key.startswith("cpu_s."):
+            return float(run["cpu_s"][key.removeprefix("cpu_s.")])
+        return float(run[key])
+
+    per_pair = {
+        k: [round(value(p["b"], k) / max(value(p["a"], k), 0.1), 3) for p in pairs] for k in keys
+    }
+    return {"ratios": per_pair, "medians": {k: statistics.median(v) for k, v in per_pair.items()}}
+
+
+def parse_settings(items: list[str]) -> dict[str, str]:
+    pairs = [item.split("=", 1) for item in items]
+    if any(len(p) != 2 for p in pairs):
+        raise SystemExit("settings are NAME=VALUE")
+    return {k: v for k, v in pairs}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--b", nargs="+", required=True, metavar="NAME=VALUE")
+    parser.add_argument("--a", nargs="*", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--percent", type=float, default=1.0)
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--limit", type=float, default=1800, help="seconds a run may take")
+    parser.add_argument("--name", required=True, help="results file: pipeline_pairs_<name>.json")
+    args = parser.parse_args()
+    dest = dump_bench.dump_folder(args.percent)
+    variants = {"a": parse_settings(args.a), "b": parse_settings(args.b)}
+    # A server's first load of a statement set pays the JIT compiling what Cypher generates
+    # for it (bench.graph_drain): untimed, on the small dump, once with each.
+    for which in variants.values():
+        one_run(dump_bench.dump_folder(0.1), which, args.limit)
+    pairs = []
+    for p in range(args.pairs):
+        order = ["a", "b"] if p % 2 == 0 else ["b", "a"]
+        pairs.append({which: one_run(dest, variants[which], args.limit) for which in order})
+    report = {
+        "percent": args.percent,
+        "settings": variants,
+        "cpus": pipeline.CORES,
+        "pairs": pairs,
+        **ratios(pairs),
+    }
+    out = RESULTS / f"pipeline_pairs_{args.name}.json"
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report["medians"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
