@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -105,17 +104,11 @@ def one_run(which: str, dest: Path, limit_s: float) -> dict[str, Any]:
     finally:
         asyncio.run(dump_bench.topology(prefix, delete=True))
     result["published"] = published["records"]
-    print(f"  {which}: {json.dumps(result)}", flush=True)
     return result
 
 
-def compare(pairs: list[dict[str, dict[str, Any]]], new: str, base: str) -> dict[str, Any]:
-    """The per-pair ratios ``new`` / ``base`` of drain time and CPU, and their medians."""
-    ratios = {
-        key: [round(p[new][key] / p[base][key], 3) for p in pairs]
-        for key in ("seconds", "neo4j_cpu_s", "graphinator_cpu_s")
-    }
-    return {"ratios": ratios, "medians": {k: statistics.median(v) for k, v in ratios.items()}}
+# The figures compared between two drains.
+KEYS = ("seconds", "neo4j_cpu_s", "graphinator_cpu_s")
 
 
 def main() -> int:
@@ -136,12 +129,13 @@ def main() -> int:
         # whichever writer ran first would carry it.
         for which in COMMANDS:
             one_run(which, dest, args.limit)
-    pairs = []
-    for p in range(args.pairs):
-        order = ["reference", "new"] if (p + args.new_first) % 2 == 0 else ["new", "reference"]
-        pairs.append({which: one_run(which, dest, args.limit) for which in order})
+    names = ("new", "reference") if args.new_first else ("reference", "new")
+    pairs = harness.alternating(
+        args.pairs, names, lambda which: one_run(which, dest, args.limit), "drain"
+    )
     stores.clear_graph()
-    report = {"percent": args.percent, "pairs": pairs, **compare(pairs, "new", "reference")}
+    ratios = harness.paired_ratios(pairs, "new", "reference", KEYS)
+    report = {"percent": args.percent, "pairs": pairs, **ratios}
     out = args.out or RESULTS / f"graph_drain_{args.percent:g}pct.json"
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report["medians"]))

@@ -12,12 +12,13 @@ import functools
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -335,3 +336,11 @@ def alternating(
         print(f"  {label} pair {p + 1}: {json.dumps(pair)}", flush=True)
         runs.append(pair)
     return runs
+
+
+def paired_ratios(
+    pairs: list[dict[str, dict[str, Any]]], new: str, base: str, keys: Iterable[str]
+) -> dict[str, Any]:
+    """Per pair, ``new`` / ``base`` of each figure in ``keys``; and their medians."""
+    ratios = {key: [round(p[new][key] / p[base][key], 3) for p in pairs] for key in keys}
+    return {"ratios": ratios, "medians": {k: statistics.median(v) for k, v in ratios.items()}}

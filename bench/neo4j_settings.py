@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import dump_bench, graph_drain, stores
+from bench import dump_bench, graph_drain, harness, stores
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "services" / "neo4j" / "neo4j.conf"
@@ -45,15 +45,11 @@ def restart_neo4j(conf: Path | None) -> None:
     subprocess.run(["bash", str(SERVICES), "up-neo4j"], check=True, env=env, stdout=quiet)
 
 
-def one_run(
-    which: str, conf: Path | None, dests: tuple[Path, Path], limit_s: float
-) -> dict[str, Any]:
+def one_run(conf: Path | None, dests: tuple[Path, Path], limit_s: float) -> dict[str, Any]:
     restart_neo4j(conf)  # each graph_drain.one_run empties the graph before it starts
     warmup, dest = dests
     graph_drain.one_run("new", warmup, limit_s)  # the JIT compiles the statements' code here
-    result = graph_drain.one_run("new", dest, limit_s)
-    print(f"  {which}: {json.dumps(result)}", flush=True)
-    return result
+    return graph_drain.one_run("new", dest, limit_s)
 
 
 def main() -> int:
@@ -70,11 +66,13 @@ def main() -> int:
         conf = Path(tmp) / "neo4j.conf"
         conf.write_text(variant_conf(args.drop, args.add))
         confs: dict[str, Path | None] = {"project": None, "variant": conf}
-        pairs = []
         try:
-            for p in range(args.pairs):
-                order = ["project", "variant"] if p % 2 == 0 else ["variant", "project"]
-                pairs.append({w: one_run(w, confs[w], dests, args.limit) for w in order})
+            pairs = harness.alternating(
+                args.pairs,
+                ("project", "variant"),
+                lambda which: one_run(confs[which], dests, args.limit),
+                "settings",
+            )
         finally:
             stores.clear_graph()
             restart_neo4j(None)
@@ -83,7 +81,7 @@ def main() -> int:
         "drop": args.drop,
         "add": args.add,
         "pairs": pairs,
-        **graph_drain.compare(pairs, "variant", "project"),
+        **harness.paired_ratios(pairs, "variant", "project", graph_drain.KEYS),
     }
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report["medians"]))

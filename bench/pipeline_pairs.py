@@ -15,14 +15,13 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench import dump_bench, pipeline
+from bench import dump_bench, harness, pipeline
 
 RESULTS = pipeline.RESULTS
 
@@ -56,23 +55,18 @@ def one_run(dest: Path, settings: dict[str, str], limit_s: float) -> dict[str, A
     if not run["complete"]:
         raise RuntimeError(f"a run did not complete within {limit_s} s; see {logs}")
     run["cpu_s_total"] = round(sum(run["cpu_s"].values()), 1)
-    print(json.dumps({"settings": settings, **run}), flush=True)
     return run
 
 
 def ratios(pairs: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
     """Per pair, b / a of the wall, the total CPU and each process's CPU; their medians."""
-    keys = ["wall_s", "cpu_s_total", *(f"cpu_s.{p}" for p in pairs[0]["a"]["cpu_s"])]
 
-    def value(run: dict[str, Any], key: str) -> float:
-        if key.startswith("cpu_s."):
-            return float(run["cpu_s"][key.removeprefix("cpu_s.")])
-        return float(run[key])
+    def figures(run: dict[str, Any]) -> dict[str, float]:
+        cpu = {f"cpu_s.{name}": seconds for name, seconds in run["cpu_s"].items()}
+        return {"wall_s": run["wall_s"], "cpu_s_total": run["cpu_s_total"], **cpu}
 
-    per_pair = {
-        k: [round(value(p["b"], k) / max(value(p["a"], k), 0.1), 3) for p in pairs] for k in keys
-    }
-    return {"ratios": per_pair, "medians": {k: statistics.median(v) for k, v in per_pair.items()}}
+    flat = [{which: figures(run) for which, run in pair.items()} for pair in pairs]
+    return harness.paired_ratios(flat, "b", "a", flat[0]["a"])
 
 
 def parse_settings(items: list[str]) -> dict[str, str]:
@@ -97,10 +91,9 @@ def main() -> int:
     # for it (bench.graph_drain): untimed, on the small dump, once with each.
     for which in variants.values():
         one_run(dump_bench.dump_folder(0.1), which, args.limit)
-    pairs = []
-    for p in range(args.pairs):
-        order = ["a", "b"] if p % 2 == 0 else ["b", "a"]
-        pairs.append({which: one_run(dest, variants[which], args.limit) for which in order})
+    pairs = harness.alternating(
+        args.pairs, ("a", "b"), lambda which: one_run(dest, variants[which], args.limit), "pipeline"
+    )
     report = {
         "percent": args.percent,
         "settings": variants,

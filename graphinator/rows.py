@@ -124,13 +124,14 @@ def _keep(value: object, keys: tuple[str, ...]) -> object:
 
 def gate_rows(records: Sequence[Record]) -> list[Row]:
     """Rows for ``GATE``, sorted by id; ValueError for a record without an id."""
-    rows: list[Row] = []
+    rows = Rows()
     for record in records:
         ident = node_id(record.id)
         if ident is None:
             raise ValueError(f"record id {record.id[:40]!r} is not a Discogs id")
         rows.append({"id": ident, "hash": record.stored_hash, "version": record.version})
-    return Rows(sorted(rows, key=lambda row: row["id"]))
+    rows.sort(key=lambda row: row["id"])
+    return rows
 
 
 def props_rows(
