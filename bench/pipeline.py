@@ -97,7 +97,9 @@ class Meter:
         }
 
 
-def _consumer(name: str, prefix: str, dsn: str, log: Path) -> subprocess.Popen[bytes]:
+def _consumer(
+    name: str, prefix: str, dsn: str, log: Path, bin_dir: Path
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "DISCOGS_EXCHANGE_PREFIX": prefix,
@@ -107,7 +109,7 @@ def _consumer(name: str, prefix: str, dsn: str, log: Path) -> subprocess.Popen[b
         "POSTGRES_DSN": dsn,
     }
     with log.open("wb") as out:
-        return subprocess.Popen([str(harness.BIN / name)], env=env, stdout=out, stderr=out)
+        return subprocess.Popen([str(bin_dir / name)], env=env, stdout=out, stderr=out)
 
 
 def _done(name: str) -> bool:
@@ -119,11 +121,11 @@ def _done(name: str) -> bool:
 
 
 def _extractor(
-    dest: Path, prefix: str, log: Path, extra: tuple[str, ...] = ()
+    dest: Path, prefix: str, log: Path, extra: tuple[str, ...], bin_dir: Path
 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DISCOGS_EXCHANGE_PREFIX": prefix, "LOG_FORMAT": "json"}
     with log.open("wb") as err:
-        command = [str(harness.BIN / "extractor"), "publish", str(dest), *extra]
+        command = [str(bin_dir / "extractor"), "publish", str(dest), *extra]
         return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err)
 
 
@@ -137,12 +139,14 @@ def run_stage(
     limit_s: float,
     extra: tuple[str, ...] = (),
     consumers_first: bool = False,
+    bin_dir: Path = harness.BIN,
 ) -> dict[str, Any]:
     """Start the consumers (and the extractor, with ``extra`` arguments) and meter them
     until both have handled every type's ``extraction_complete``. ``consumers_first``:
     the clock and the meter start once both consumers are up and consuming (long-running
-    services that a monthly update finds waiting), then the extractor starts."""
-    procs = {name: _consumer(name, prefix, dsn, logs / f"{name}.log") for name in PORTS}
+    services that a monthly update finds waiting), then the extractor starts. ``bin_dir``:
+    the virtual environment the processes run from (another checkout's, to compare code)."""
+    procs = {name: _consumer(name, prefix, dsn, logs / f"{name}.log", bin_dir) for name in PORTS}
     settled_s = None
     if consumers_first:
         _until_consuming(procs, logs, limit_s)
@@ -151,7 +155,7 @@ def run_stage(
     meter = Meter(procs if consumers_first else None)
     load, started = os.getloadavg()[0], time.monotonic()
     if with_extractor:
-        procs["extractor"] = _extractor(dest, prefix, logs / "extractor.log", extra)
+        procs["extractor"] = _extractor(dest, prefix, logs / "extractor.log", extra, bin_dir)
     try:
         pending = set(PORTS)
         while pending and time.monotonic() - started < limit_s:

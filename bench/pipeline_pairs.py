@@ -5,7 +5,8 @@ both consumers on the ``--percent`` dump, alternately with the environment as it
 and with ``--b``'s settings added (b), each run on fresh queues and empty stores from
 idle servers (after one untimed run of each on the 0.1 % dump), and reports per pair and
 as medians the ratios b / a of the wall time and of each process's CPU. It measures a
-setting users can change, before a default moves.
+setting users can change, before a default moves. ``--a-tree DIR`` runs a from another
+checkout (its own ``make install``), to measure a change of code the same way.
 Results: bench/results/pipeline_pairs_<name>.json.
 """
 
@@ -41,7 +42,9 @@ def environment(settings: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def one_run(dest: Path, settings: dict[str, str], limit_s: float) -> dict[str, Any]:
+def one_run(
+    dest: Path, settings: dict[str, str], limit_s: float, bin_dir: Path = harness.BIN
+) -> dict[str, Any]:
     prefix = f"bench-pairs-{uuid.uuid4().hex[:8]}"
     logs = RESULTS / "logs" / "pipeline_pairs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -49,7 +52,9 @@ def one_run(dest: Path, settings: dict[str, str], limit_s: float) -> dict[str, A
     try:
         with pipeline.fresh_stores() as dsn, environment(settings):
             pipeline.settle({})
-            run = pipeline.run_stage(dest, prefix, dsn, logs, with_extractor=True, limit_s=limit_s)
+            run = pipeline.run_stage(
+                dest, prefix, dsn, logs, with_extractor=True, limit_s=limit_s, bin_dir=bin_dir
+            )
     finally:
         asyncio.run(dump_bench.topology(prefix, delete=True))
     if not run["complete"]:
@@ -78,8 +83,9 @@ def parse_settings(items: list[str]) -> dict[str, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--b", nargs="+", required=True, metavar="NAME=VALUE")
+    parser.add_argument("--b", nargs="*", default=[], metavar="NAME=VALUE")
     parser.add_argument("--a", nargs="*", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--a-tree", type=Path, help="the checkout a runs from (default: this)")
     parser.add_argument("--percent", type=float, default=1.0)
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--limit", type=float, default=1800, help="seconds a run may take")
@@ -87,16 +93,22 @@ def main() -> int:
     args = parser.parse_args()
     dest = dump_bench.dump_folder(args.percent)
     variants = {"a": parse_settings(args.a), "b": parse_settings(args.b)}
+    bins = {"a": args.a_tree / ".venv" / "bin" if args.a_tree else harness.BIN, "b": harness.BIN}
+    if variants["a"] == variants["b"] and bins["a"] == bins["b"]:
+        raise SystemExit("a and b are the same: give --b settings or --a-tree")
+
+    def run(which: str, dump: Path) -> dict[str, Any]:
+        return one_run(dump, variants[which], args.limit, bins[which])
+
     # A server's first load of a statement set pays the JIT compiling what Cypher generates
     # for it (bench.graph_drain): untimed, on the small dump, once with each.
-    for which in variants.values():
-        one_run(dump_bench.dump_folder(0.1), which, args.limit)
-    pairs = harness.alternating(
-        args.pairs, ("a", "b"), lambda which: one_run(dest, variants[which], args.limit), "pipeline"
-    )
+    for which in variants:
+        run(which, dump_bench.dump_folder(0.1))
+    pairs = harness.alternating(args.pairs, ("a", "b"), lambda which: run(which, dest), "pipeline")
     report = {
         "percent": args.percent,
         "settings": variants,
+        "trees": {which: str(path.parent.parent) for which, path in bins.items()},
         "cpus": pipeline.CORES,
         "pairs": pairs,
         **ratios(pairs),

@@ -1,17 +1,72 @@
-"""One parsed XML element in the raw (xmltodict-style) shape of the wire contract.
+"""One record's XML in the raw (xmltodict-style) shape of the wire contract.
 
 ``@name`` for each attribute, ``#text`` for the text of an element that has attributes,
 the text alone for an element with neither attributes nor children, and a list where a
-child tag repeats. This runs once per element of every record, most of an extractor
-worker's CPU, so setup.py compiles it with mypyc; it is plain Python and runs unchanged
-interpreted.
+child tag repeats; the text of an element that has children is not kept.
+
+Two readers give that shape. :func:`quick_raw` reads the bytes with quick-xml (the
+xmltodict-rs package), in one native call, and returns None for the few records whose
+shape it would give differently (comments, CDATA, processing instructions, whitespace in
+attribute values, which XML turns into spaces) or that it cannot read;
+:func:`element_to_raw` converts an ElementTree element (expat), for those. This is most of
+an extractor worker's CPU, so setup.py compiles the module with mypyc; it is plain Python
+and runs unchanged interpreted.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from xml.parsers.expat import ExpatError
+
+import xmltodict_rs
 
 _MISSING: Any = object()
+
+
+def quick_raw(blob: bytes) -> Any:
+    """The raw shape of the one element in ``blob``, or None where only expat reads it as
+    :func:`element_to_raw` would."""
+    if b"\r" in blob:  # XML reads every line end as a newline
+        blob = blob.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    try:
+        parsed = xmltodict_rs.parse(blob, strip_whitespace=False)
+    except (ExpatError, ValueError):
+        return None  # expat says what is wrong, and where
+    for value in parsed.values():  # the one root element
+        return value if _settle(value) else None
+    return None
+
+
+def _settle(node: object) -> bool:
+    """Drop the text of elements that have children, as expat's reading does; False where
+    the shape differs otherwise (an attribute value with whitespace XML would replace, or
+    a namespace, which expat resolves)."""
+    if isinstance(node, dict):
+        return _settle_element(node)
+    if isinstance(node, list):
+        for item in node:
+            if not _settle(item):
+                return False
+    return True
+
+
+def _settle_element(node: dict[str, object]) -> bool:
+    children = False
+    for key, value in node.items():
+        if ":" in key:
+            return False
+        if key.startswith("@"):
+            if key.startswith("@xmlns"):
+                return False
+            if isinstance(value, str) and ("\n" in value or "\t" in value or "<" in value):
+                return False
+        elif not key.startswith("#"):
+            children = True
+            if not isinstance(value, str) and value is not None and not _settle(value):
+                return False
+    if children and "#text" in node:
+        del node["#text"]
+    return True
 
 
 def element_to_raw(el: Any) -> Any:

@@ -1,10 +1,11 @@
 """Records of a dump as Python objects: each cut record parsed, in the raw and normal shapes.
 
 :mod:`extractor.cutting` cuts the stream into records (bytes); here each is parsed on its
-own by the standard library's ElementTree (expat: its elements are cheaper to walk than
-lxml's proxies) and becomes the raw (xmltodict-style) shape of the wire contract
-(:mod:`extractor.rawshape`), then goes through :func:`common.normalise.normalise`, the
-same code the consumers run on raw messages, so both paths agree by construction. The
+own into the raw (xmltodict-style) shape of the wire contract (:mod:`extractor.rawshape`:
+by quick-xml, or by the standard library's ElementTree where only expat reads a record
+right, and to say where XML is malformed), then goes through
+:func:`common.normalise.normalise`, the same code the consumers run on raw messages, so
+both paths agree by construction. The
 extractor's workers call :func:`parse_chunk`; :func:`iter_raw` and :func:`iter_records`
 read a whole file in one thread (tests, tools).
 """
@@ -19,7 +20,7 @@ from common.normalise import normalise
 from common.records import InvalidRecord, Record
 from extractor.cutting import RawChunk, cut
 from extractor.dumpfile import RECORD_TAG, DumpError, DumpFile
-from extractor.rawshape import element_to_raw
+from extractor.rawshape import element_to_raw, quick_raw
 
 __all__ = ["RECORD_TAG", "DumpError", "DumpFile", "iter_raw", "iter_records", "parse_chunk"]
 
@@ -29,10 +30,18 @@ _CHUNK_RECORDS, _CHUNK_BYTES = 64, 1 << 20  # for the one-thread readers
 def parse_record(file: str, chunk: RawChunk, index: int) -> dict[str, Any]:
     """Record ``index`` of ``chunk`` in the raw shape; malformed XML is a DumpError."""
     start, end = chunk.spans[index]
+    blob = chunk.blob[start:end]
+    raw = quick_raw(blob)
+    if raw is None:  # a record quick-xml does not read as expat does, or cannot read
+        raw = element_to_raw(_expat_element(file, chunk, index, blob))
+    return raw if isinstance(raw, dict) else {}
+
+
+def _expat_element(file: str, chunk: RawChunk, index: int, blob: bytes) -> ElementTree.Element:
     try:
         # The cut record starts at its own element, where no DOCTYPE may stand: it can
         # declare no entity to expand and name no external one (the XML attacks of S314).
-        element = ElementTree.fromstring(chunk.blob[start:end])  # noqa: S314
+        return ElementTree.fromstring(blob)  # noqa: S314
     except ElementTree.ParseError as e:
         number, line, column = chunk.origin(index)
         at_line, at_column = e.position  # expat counts columns from 0
@@ -45,8 +54,6 @@ def parse_record(file: str, chunk: RawChunk, index: int) -> dict[str, Any]:
             f"{file}: malformed XML at line {line}, column {column} "
             f"after {number - 1} records: {reason}"
         ) from e
-    raw = element_to_raw(element)
-    return raw if isinstance(raw, dict) else {}
 
 
 def parse_chunk(dump: DumpFile, chunk: RawChunk) -> Generator[Record, None, None]:

@@ -116,6 +116,15 @@ def test_malformed_xml_names_file_line_and_column(tmp_path: Path) -> None:
         list(iter_records(DumpFile.from_path(path)))
 
 
+def test_a_control_character_in_text_is_read_as_written(tmp_path: Path) -> None:
+    # XML 1.0 forbids it and expat stopped the load there; quick-xml reads it, and some
+    # Discogs dumps have carried such characters (docs/reliability.md, "A bad dump file").
+    path = tmp_path / "discogs_20200806_labels.xml"
+    path.write_bytes(b"<labels><label><id>1</id><profile>bell\x07 &#1;</profile></label></labels>")
+    (record,) = iter_records(DumpFile.from_path(path))
+    assert record.data["profile"] == "bell\x07 \x01"
+
+
 def test_record_that_cannot_be_normalised_is_a_dump_error(tmp_path: Path) -> None:
     path = tmp_path / "discogs_20200806_masters.xml"
     path.write_bytes(b'<masters><master id="12x"><title>T</title></master></masters>')
