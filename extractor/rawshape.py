@@ -6,11 +6,13 @@ child tag repeats; the text of an element that has children is not kept.
 
 Two readers give that shape. :func:`quick_raw` reads the bytes with quick-xml (the
 xmltodict-rs package), in one native call, and returns None for the few records whose
-shape it would give differently (comments, CDATA, processing instructions, whitespace in
-attribute values, which XML turns into spaces) or that it cannot read;
+shape it might give differently (a namespace, or a tab, line break or ``<`` in an
+attribute value, where XML turns whitespace into spaces) or that it cannot read;
 :func:`element_to_raw` converts an ElementTree element (expat), for those. This is most of
 an extractor worker's CPU, so setup.py compiles the module with mypyc; it is plain Python
-and runs unchanged interpreted.
+and runs unchanged interpreted. Both walk the record recursively, so a record nested
+deeper than :data:`MAX_DEPTH` is refused before the walk could exhaust the C stack of
+the compiled code (which crashed the worker at about 100,000 levels).
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ from xml.parsers.expat import ExpatError
 
 import xmltodict_rs
 
+from common.records import InvalidRecord
+
 _MISSING: Any = object()
+# Far beyond any Discogs record (six levels) and far within the C stack.
+MAX_DEPTH = 100
+_TOO_DEEP = f"record nests deeper than {MAX_DEPTH} elements"
 
 
 def quick_raw(blob: bytes) -> Any:
@@ -33,24 +40,26 @@ def quick_raw(blob: bytes) -> Any:
     except (ExpatError, ValueError):
         return None  # expat says what is wrong, and where
     for value in parsed.values():  # the one root element
-        return value if _settle(value) else None
+        return value if _settle(value, 0) else None
     return None
 
 
-def _settle(node: object) -> bool:
+def _settle(node: object, depth: int) -> bool:
     """Drop the text of elements that have children, as expat's reading does; False where
     the shape differs otherwise (an attribute value with whitespace XML would replace, or
     a namespace, which expat resolves)."""
     if isinstance(node, dict):
-        return _settle_element(node)
+        return _settle_element(node, depth)
     if isinstance(node, list):
         for item in node:
-            if not _settle(item):
+            if not _settle(item, depth):
                 return False
     return True
 
 
-def _settle_element(node: dict[str, object]) -> bool:
+def _settle_element(node: dict[str, object], depth: int) -> bool:
+    if depth > MAX_DEPTH:
+        raise InvalidRecord(_TOO_DEEP)
     children = False
     for key, value in node.items():
         if ":" in key:
@@ -62,15 +71,17 @@ def _settle_element(node: dict[str, object]) -> bool:
                 return False
         elif not key.startswith("#"):
             children = True
-            if not isinstance(value, str) and value is not None and not _settle(value):
+            if not isinstance(value, str) and value is not None and not _settle(value, depth + 1):
                 return False
     if children and "#text" in node:
         del node["#text"]
     return True
 
 
-def element_to_raw(el: Any) -> Any:
+def element_to_raw(el: Any, depth: int = 0) -> Any:
     """``el`` (an :mod:`xml.etree.ElementTree` element) in the raw shape."""
+    if depth > MAX_DEPTH:
+        raise InvalidRecord(_TOO_DEEP)
     children = list(el)
     attrib = el.attrib
     if not children:
@@ -86,7 +97,7 @@ def element_to_raw(el: Any) -> Any:
         tag = child.tag
         if not isinstance(tag, str):  # comments, processing instructions
             continue
-        value = element_to_raw(child)
+        value = element_to_raw(child, depth + 1)
         prev = out.get(tag, _MISSING)
         if prev is _MISSING:
             out[tag] = value

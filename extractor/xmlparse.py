@@ -28,13 +28,21 @@ _CHUNK_RECORDS, _CHUNK_BYTES = 64, 1 << 20  # for the one-thread readers
 
 
 def parse_record(file: str, chunk: RawChunk, index: int) -> dict[str, Any]:
-    """Record ``index`` of ``chunk`` in the raw shape; malformed XML is a DumpError."""
+    """Record ``index`` of ``chunk`` in the raw shape; malformed XML, or a record nested
+    deeper than any Discogs record, is a DumpError."""
     start, end = chunk.spans[index]
     blob = chunk.blob[start:end]
-    raw = quick_raw(blob)
-    if raw is None:  # a record quick-xml does not read as expat does, or cannot read
-        raw = element_to_raw(_expat_element(file, chunk, index, blob))
+    try:
+        raw = quick_raw(blob)
+        if raw is None:  # a record quick-xml does not read as expat does, or cannot read
+            raw = element_to_raw(_expat_element(file, chunk, index, blob))
+    except InvalidRecord as e:
+        raise _invalid(file, chunk, index, e) from e
     return raw if isinstance(raw, dict) else {}
+
+
+def _invalid(file: str, chunk: RawChunk, index: int, error: InvalidRecord) -> DumpError:
+    return DumpError(f"{file}: record #{chunk.origin(index)[0]} is invalid: {error}")
 
 
 def _expat_element(file: str, chunk: RawChunk, index: int, blob: bytes) -> ElementTree.Element:
@@ -63,8 +71,7 @@ def parse_chunk(dump: DumpFile, chunk: RawChunk) -> Generator[Record, None, None
         try:
             yield normalise(dump.data_type, raw)
         except InvalidRecord as e:
-            number = chunk.origin(index)[0]
-            raise DumpError(f"{dump.path}: record #{number} is invalid: {e}") from e
+            raise _invalid(str(dump.path), chunk, index, e) from e
 
 
 def iter_raw(dump: DumpFile) -> Generator[dict[str, Any], None, None]:

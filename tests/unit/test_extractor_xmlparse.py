@@ -125,6 +125,18 @@ def test_a_control_character_in_text_is_read_as_written(tmp_path: Path) -> None:
     assert record.data["profile"] == "bell\x07 \x01"
 
 
+@pytest.mark.parametrize("wrapper", [b"", b'<x k="a tab\t: read by expat"/>'])
+def test_a_record_nested_beyond_any_discogs_record_is_a_dump_error(
+    tmp_path: Path, wrapper: bytes
+) -> None:
+    # 100,000 levels crashed a worker (the C stack) before the depth bound.
+    deep = b"<a>" * 100_000 + b"x" + b"</a>" * 100_000
+    path = tmp_path / "discogs_20200806_labels.xml"
+    path.write_bytes(b"<labels><label><id>1</id>" + wrapper + deep + b"</label></labels>")
+    with pytest.raises(DumpError, match=r"record #1 is invalid: record nests deeper than"):
+        list(iter_records(DumpFile.from_path(path)))
+
+
 def test_record_that_cannot_be_normalised_is_a_dump_error(tmp_path: Path) -> None:
     path = tmp_path / "discogs_20200806_masters.xml"
     path.write_bytes(b'<masters><master id="12x"><title>T</title></master></masters>')
