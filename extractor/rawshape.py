@@ -39,9 +39,8 @@ def quick_raw(blob: bytes) -> Any:
         parsed = xmltodict_rs.parse(blob, strip_whitespace=False)
     except (ExpatError, ValueError):
         return None  # expat says what is wrong, and where
-    for value in parsed.values():  # the one root element
-        return value if _settle(value, 0) else None
-    return None
+    root = next(iter(parsed.values()), None)  # the one element
+    return root if _settle(root, 0) else None
 
 
 def _settle(node: object, depth: int) -> bool:
