@@ -44,6 +44,10 @@ CONCURRENT = 2
 Write = Callable[[DataType, Sequence[Record]], Awaitable[object]]
 
 
+# The server's main class: 5.x, then 2025.x and later.
+ENTRY_POINTS = (b"org.neo4j.server.CommunityEntryPoint", b"org.neo4j.server.Neo4jCommunity")
+
+
 def neo4j_pids() -> list[int]:
     """The Neo4j server processes to meter (the one of ``NEO4J_HOME`` when it is set)."""
     home = os.environ.get("NEO4J_HOME")
@@ -58,7 +62,7 @@ def neo4j_pids() -> list[int]:
         if home is not None:
             if f"--home-dir={home}".encode() in args:
                 pids.append(int(entry.name))
-        elif any(b"CommunityEntryPoint" in a for a in args):
+        elif any(a in ENTRY_POINTS for a in args):
             pids.append(int(entry.name))
     return pids
 

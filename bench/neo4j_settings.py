@@ -10,6 +10,13 @@ A variant drops the conf lines that start with each ``--drop`` and appends each 
     python -m bench.neo4j_settings --drop server.jvm.additional=-XX:+UseG1GC \\
         --add server.jvm.additional=-XX:+UseParallelGC --pairs 5 --out results/x.json
 
+A variant may also be another Neo4j version: ``--variant-root`` names a checkout whose
+``services/neo4j`` (pom and conf) and ``scripts/services.sh`` start it, ``--variant-java`` the
+Java home it runs on:
+
+    python -m bench.neo4j_settings --variant-root ../newer \
+        --variant-java /usr/lib/jvm/temurin-25-jdk-amd64 --pairs 5 --out results/x.json
+
 Reported per drain as by ``bench.graph_drain``; ratios variant / project.
 """
 
@@ -20,33 +27,47 @@ import json
 import os
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import dump_bench, graph_drain, harness, stores
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "services" / "neo4j" / "neo4j.conf"
 SERVICES = ROOT / "scripts" / "services.sh"
 WARMUP_PERCENT = 0.1
 
 
-def variant_conf(drop: list[str], add: list[str]) -> str:
-    kept = [line for line in CONF.read_text().splitlines() if not line.startswith(tuple(drop))]
+@dataclass(frozen=True)
+class Server:
+    """How one side starts Neo4j: from which checkout, with which conf, on which Java."""
+
+    root: Path = ROOT
+    conf: Path | None = None
+    java_home: Path | None = None
+
+
+def variant_conf(root: Path, drop: list[str], add: list[str]) -> str:
+    lines = (root / "services" / "neo4j" / "neo4j.conf").read_text().splitlines()
+    kept = [line for line in lines if not line.startswith(tuple(drop))]
     return "\n".join([*kept, *add]) + "\n"
 
 
-def restart_neo4j(conf: Path | None) -> None:
+def restart_neo4j(server: Server) -> None:
     env = dict(os.environ)
-    if conf is not None:
-        env["NEO4J_CONF_SOURCE"] = str(conf)
+    if server.conf is not None:
+        env["NEO4J_CONF_SOURCE"] = str(server.conf)
+    if server.java_home is not None:
+        env["PATH"] = f"{server.java_home / 'bin'}:{env['PATH']}"
     quiet = subprocess.DEVNULL
+    # Stops whichever server holds the port, this checkout's or another's.
     subprocess.run(["bash", str(SERVICES), "down-neo4j"], check=True, stdout=quiet)
-    subprocess.run(["bash", str(SERVICES), "up-neo4j"], check=True, env=env, stdout=quiet)
+    up = server.root / "scripts" / "services.sh"
+    subprocess.run(["bash", str(up), "up-neo4j"], check=True, env=env, stdout=quiet)
 
 
-def one_run(conf: Path | None, dests: tuple[Path, Path], limit_s: float) -> dict[str, Any]:
-    restart_neo4j(conf)  # each graph_drain.one_run empties the graph before it starts
+def one_run(server: Server, dests: tuple[Path, Path], limit_s: float) -> dict[str, Any]:
+    restart_neo4j(server)  # each graph_drain.one_run empties the graph before it starts
     warmup, dest = dests
     graph_drain.one_run("new", warmup, limit_s)  # the JIT compiles the statements' code here
     return graph_drain.one_run("new", dest, limit_s)
@@ -59,27 +80,34 @@ def main() -> int:
     parser.add_argument("--percent", type=float, default=1.0)
     parser.add_argument("--pairs", type=int, default=1)
     parser.add_argument("--limit", type=float, default=1800, help="seconds a drain may take")
+    parser.add_argument("--variant-root", type=Path, default=ROOT, help="checkout to start from")
+    parser.add_argument("--variant-java", type=Path, help="Java home of the variant")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     dests = (dump_bench.dump_folder(WARMUP_PERCENT), dump_bench.dump_folder(args.percent))
     with tempfile.TemporaryDirectory() as tmp:
         conf = Path(tmp) / "neo4j.conf"
-        conf.write_text(variant_conf(args.drop, args.add))
-        confs: dict[str, Path | None] = {"project": None, "variant": conf}
+        conf.write_text(variant_conf(args.variant_root, args.drop, args.add))
+        servers = {
+            "project": Server(),
+            "variant": Server(args.variant_root.resolve(), conf, args.variant_java),
+        }
         try:
             pairs = harness.alternating(
                 args.pairs,
                 ("project", "variant"),
-                lambda which: one_run(confs[which], dests, args.limit),
+                lambda which: one_run(servers[which], dests, args.limit),
                 "settings",
             )
         finally:
             stores.clear_graph()
-            restart_neo4j(None)
+            restart_neo4j(Server())
     report = {
         "percent": args.percent,
         "drop": args.drop,
         "add": args.add,
+        "variant_root": str(args.variant_root),
+        "variant_java": str(args.variant_java or ""),
         "pairs": pairs,
         **harness.paired_ratios(pairs, "variant", "project", graph_drain.KEYS),
     }

@@ -143,7 +143,7 @@ neo4j_install() {
 # second server on other ports (a benchmark's own) is not in the way and is left alone.
 neo4j_on_our_port() {
   local pid conf
-  for pid in $(pgrep -f 'org[.]neo4j[.]server[.]CommunityEntryPoint' || true); do
+  for pid in $(pgrep -f 'org[.]neo4j[.]server[.](CommunityEntryPoint|Neo4jCommunity)' || true); do
     conf=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | sed -n 's/^--config-dir=//p') || continue
     grep -qs '^server[.]bolt[.]listen_address=.*:7687$' "$conf/neo4j.conf" && echo "$pid"
   done
