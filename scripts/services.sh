@@ -162,6 +162,14 @@ neo4j_up() {
   # Another checkout's server has another data directory: a fault test restarting "the"
   # server would bring up this checkout's own and find the graph it wrote gone.
   if neo4j_foreign; then log "neo4j of another checkout is running: replacing it"; neo4j_down; fi
+  # Started before services/neo4j/pom.xml named another version: stopped with its own jars,
+  # then replaced by the version the tests are meant to run.
+  local installed
+  installed=$(cat "$NEO4J_HOME/lib/.version" 2>/dev/null || true)
+  if [[ -n $installed && $installed != "$NEO4J_VERSION" ]] && bolt_ready; then
+    log "neo4j $installed is running, the project names $NEO4J_VERSION: replacing it"
+    neo4j_down
+  fi
   if bolt_ready; then log "neo4j already up"; return; fi
   neo4j_install
   mkdir -p "$NEO4J_HOME"/{conf,data,logs,run,plugins,import}
