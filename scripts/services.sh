@@ -129,15 +129,16 @@ pg_down() {
 neo4j_java() { java -cp "$NEO4J_HOME/lib/*" "$@"; }
 neo4j_env() { export NEO4J_HOME NEO4J_CONF=$NEO4J_HOME/conf; }
 bolt_ready() { "$ROOT/.venv/bin/python" "$ROOT/scripts/bolt_ping.py" >/dev/null 2>&1; }
+# The version whose jars are in $NEO4J_HOME/lib (empty when none are).
+neo4j_installed() { cat "$NEO4J_HOME/lib/.version" 2>/dev/null || true; }
 neo4j_install() {
-  local stamp=$NEO4J_HOME/lib/.version
-  if [[ -f $stamp && $(cat "$stamp") == "$NEO4J_VERSION" ]]; then return; fi
+  if [[ $(neo4j_installed) == "$NEO4J_VERSION" ]]; then return; fi
   log "resolving Neo4j $NEO4J_VERSION jars from Maven Central"
   rm -rf "$NEO4J_HOME/lib"
   mkdir -p "$NEO4J_HOME"/{lib,conf,data,logs,run,plugins,import}
   mvn -q -B -Dstyle.color=never -f "$ROOT/services/neo4j/pom.xml" dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$NEO4J_HOME/lib"
-  echo "$NEO4J_VERSION" >"$stamp"
+  echo "$NEO4J_VERSION" >"$NEO4J_HOME/lib/.version"
 }
 # The Neo4j servers listening on this project's Bolt port (7687), by their own config: a
 # second server on other ports (a benchmark's own) is not in the way and is left alone.
@@ -165,7 +166,7 @@ neo4j_up() {
   # Started before services/neo4j/pom.xml named another version: stopped with its own jars,
   # then replaced by the version the tests are meant to run.
   local installed
-  installed=$(cat "$NEO4J_HOME/lib/.version" 2>/dev/null || true)
+  installed=$(neo4j_installed)
   if [[ -n $installed && $installed != "$NEO4J_VERSION" ]] && bolt_ready; then
     log "neo4j $installed is running, the project names $NEO4J_VERSION: replacing it"
     neo4j_down

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,19 +30,23 @@ def test_the_project_side_starts_from_this_checkout() -> None:
     assert neo4j_settings.Server() == neo4j_settings.Server(neo4j_settings.ROOT, None, None)
 
 
-@pytest.fixture(
-    params=[b"org.neo4j.server.CommunityEntryPoint", b"org.neo4j.server.Neo4jCommunity"]
-)
-def server_like(request: pytest.FixtureRequest) -> Iterator[int]:
-    """A process whose command line names a Neo4j server's main class (5.x, then 2025.x)."""
-    name = request.param.decode()
+@contextmanager
+def process_with_argument(argument: str) -> Iterator[int]:
+    """The pid of a process whose command line ends with ``argument``; it waits on stdin."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.read()", name], stdin=subprocess.PIPE
+        [sys.executable, "-c", "import sys; sys.stdin.read()", argument], stdin=subprocess.PIPE
     )
     try:
         yield proc.pid
     finally:
         proc.communicate(timeout=10)
+
+
+@pytest.fixture(params=["org.neo4j.server.CommunityEntryPoint", "org.neo4j.server.Neo4jCommunity"])
+def server_like(request: pytest.FixtureRequest) -> Iterator[int]:
+    """A process whose command line names a Neo4j server's main class (5.x, then 2025.x)."""
+    with process_with_argument(request.param) as pid:
+        yield pid
 
 
 def test_both_main_classes_are_metered_as_the_server(
@@ -55,16 +60,5 @@ def test_a_process_that_only_mentions_the_class_is_not_metered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("NEO4J_HOME", raising=False)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; sys.stdin.read()",
-            "grep org.neo4j.server.Neo4jCommunity",
-        ],
-        stdin=subprocess.PIPE,
-    )
-    try:
-        assert proc.pid not in graph_cost.neo4j_pids()
-    finally:
-        proc.communicate(timeout=10)
+    with process_with_argument("grep org.neo4j.server.Neo4jCommunity") as pid:
+        assert pid not in graph_cost.neo4j_pids()
