@@ -152,7 +152,7 @@ def import_once(env: dict[str, str], args: list[str], memory: str) -> dict[str, 
         "java", "-cp", f"{LIB}/*", "org.neo4j.server.startup.Neo4jAdminCommand",
         "database", "import", "full", "neo4j", "--overwrite-destination",
         f"--max-off-heap-memory={memory}", f"--array-delimiter=U+{ord(ARRAY_DELIMITER):04X}",
-        *args,
+        f"--report-file={Path(env['NEO4J_HOME']) / 'import.report'}", *args,
     ]  # fmt: skip
     cpu0, wall0 = _children_cpu(), time.monotonic()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
