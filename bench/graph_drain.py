@@ -107,6 +107,14 @@ def one_run(which: str, dest: Path, limit_s: float) -> dict[str, Any]:
     return result
 
 
+def warm_up(dest: Path, limit_s: float) -> None:
+    """An untimed drain by each writer. A server's first drain of a statement set also pays
+    the JIT compiling the code Cypher generates for it (20 of 71 CPU-s on a fresh server,
+    0.3-1.3 once warm): whichever writer ran first would carry it."""
+    for which in COMMANDS:
+        one_run(which, dest, limit_s)
+
+
 # The figures compared between two drains.
 KEYS = ("seconds", "neo4j_cpu_s", "graphinator_cpu_s")
 
@@ -124,11 +132,7 @@ def main() -> int:
     args = parser.parse_args()
     dest = dump_bench.dump_folder(args.percent)
     if not args.no_warmup:
-        # A server's first drain of a statement set also pays the JIT compiling the code
-        # Cypher generates for it (20 of 71 CPU-s on a fresh server, 0.3-1.3 once warm):
-        # whichever writer ran first would carry it.
-        for which in COMMANDS:
-            one_run(which, dest, args.limit)
+        warm_up(dest, args.limit)
     names = ("new", "reference") if args.new_first else ("reference", "new")
     pairs = harness.alternating(
         args.pairs, names, lambda which: one_run(which, dest, args.limit), "drain"

@@ -4,7 +4,7 @@ graphinator making it online (docs/performance.md, "Graph write cost").
 One drain of the bench dump by each writer (the reference's statements and today's, after
 an untimed drain of each, as in :mod:`bench.graph_drain`) gives the online cost. The graph
 today's writer left is then exported as the importer's CSV files (a node file per label, a
-relationship file per type and pair of labels, typed headers) and built again by
+relationship file per type, typed headers) and built again by
 ``neo4j-admin database import full`` into a scratch home beside the running server,
 ``--repeat`` times, each beside an import of the files' headers alone (a JVM starting and
 the importer's stages set up, whatever the graph); its CPU (the launcher and the JVM it
@@ -37,7 +37,9 @@ from bench import dump_bench, graph_drain, stores
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
-LIB = Path(os.environ.get("NEO4J_HOME", ROOT / ".services" / "neo4j")) / "lib"
+# The server's jars, where scripts/services.sh puts them.
+SERVICES = Path(os.environ.get("SERVICES_DIR", ROOT / ".services"))
+LIB = Path(os.environ.get("NEO4J_HOME", SERVICES / "neo4j")) / "lib"
 # Between the elements of a list property: a character no Discogs text carries.
 ARRAY_DELIMITER = "\x1f"
 TYPES = {str: "string", bool: "boolean", int: "long", float: "double"}
@@ -226,8 +228,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="results file (default: by percent)")
     args = parser.parse_args()
     dest = dump_bench.dump_folder(args.percent)
-    for which in ("reference", "new"):  # untimed: the server's JIT warms for both
-        graph_drain.one_run(which, dest, args.limit)
+    graph_drain.warm_up(dest, args.limit)
     online = {which: graph_drain.one_run(which, dest, args.limit) for which in ("reference", "new")}
     offline = measure_imports(args.repeat, args.memory)  # the graph today's writer left
     stores.clear_graph()
