@@ -44,10 +44,12 @@ class DeltaFacts:
 def held_after_delta(facts: DeltaFacts) -> str | None:
     """The new version, when every message of the delta was applied over its base: the
     file arrived whole, nothing of it waits in the dead-letter queue, and the store held
-    the base (a delta with no message to refuse would otherwise pass over any store).
-    Else none: the store is not exactly any version."""
+    the base (a delta with no message to refuse would otherwise pass over any store) or
+    holds the new version already (this ``extraction_complete`` redelivered: its ack was
+    lost with the connection after the store was set). Else none: the store is not
+    exactly any version."""
     whole = facts.file_complete_version == facts.version and facts.dead_letters == 0
-    if facts.version is None or not whole or facts.held != facts.base_version:
+    if facts.version is None or not whole or facts.held not in (facts.base_version, facts.version):
         return None
     return facts.version
 

@@ -35,6 +35,13 @@ def test_a_delta_applied_whole_over_its_base_is_held() -> None:
     assert held_after_delta(WHOLE) == B
 
 
+def test_a_redelivered_extraction_complete_keeps_the_version_it_set() -> None:
+    # Its ack was lost after the store was set to B: the store holds B, which stays.
+    assert held_after_delta(replace(WHOLE, held=B)) == B
+    # ... unless something of the delta waits in the dead-letter queue after all.
+    assert held_after_delta(replace(WHOLE, held=B, dead_letters=1)) is None
+
+
 @pytest.mark.parametrize(
     "change",
     [
