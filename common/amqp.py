@@ -60,8 +60,13 @@ class Topology:
     dead_letter_queues: dict[DataType, AbstractQueue]
 
     async def dead_letter_depth(self, data_type: DataType) -> int:
-        """Messages waiting in ``data_type``'s dead-letter queue (read from the broker)."""
-        declared = await self.dead_letter_queues[data_type].declare(timeout=10)
+        """Messages waiting in ``data_type``'s dead-letter queue (read from the broker).
+
+        The queue and its binding are declared again on the way: one an operator deleted
+        to empty it is back, and dead letters have somewhere to go again."""
+        queue = self.dead_letter_queues[data_type]
+        declared = await queue.declare(timeout=10)
+        await queue.bind(self.dead_letter_exchange, routing_key=data_type.value, timeout=10)
         return declared.message_count or 0
 
 

@@ -114,9 +114,18 @@ class BrokerLink(AsyncResource):
         return not await stoppable_sleep(seconds, self._stop)
 
 
+# What the broker answers to a declaration or a consumer it will never accept (arguments
+# that differ from the queue's, no permission): every node gives the same answer again.
+REFUSALS = (
+    aiormq.exceptions.ChannelPreconditionFailed,
+    aiormq.exceptions.ChannelAccessRefused,
+)
+
+
 def connection_lost(error: BaseException) -> bool:
     """Whether a consuming task ended because its channel or connection went (consume
-    again elsewhere), not because the broker refused the queue (a missing queue is fatal)."""
-    if isinstance(error, aiormq.exceptions.ChannelNotFoundEntity):
+    again elsewhere), not because the broker refused the queue (a missing queue, a refusal:
+    fatal)."""
+    if isinstance(error, (aiormq.exceptions.ChannelNotFoundEntity, *REFUSALS)):
         return False
     return isinstance(error, (ChannelLost, *SETTLE_ERRORS))

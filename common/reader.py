@@ -72,7 +72,7 @@ class QueueReader:
         self._sizing = sizing
         self._prefetch = prefetch
         self._inbox: asyncio.Queue[tuple[AmqpDelivery, Decoding] | Lost] = asyncio.Queue()
-        self.settler = Settler(data_type, handler.topology.dead_letter_exchange)
+        self.settler = Settler(data_type, handler.topology)
 
     async def run(self, connection: AbstractConnection) -> None:
         channel = await connection.channel()

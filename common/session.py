@@ -20,7 +20,7 @@ from aio_pika.abc import AbstractChannel
 from common.amqp import SETTLE_ERRORS, Names, declare_topology
 from common.batching import BatchProcessor
 from common.consumer import MessageHandler
-from common.link import BrokerLink, connection_lost
+from common.link import REFUSALS, BrokerLink, connection_lost
 from common.reader import PrefetchSizing, QueueReader
 from common.records import DataType
 from common.settings import CommonSettings
@@ -74,10 +74,14 @@ class ConsumeLoop:
     ) -> int | None:
         """Declare, consume and wait on one connection; None when the connection is lost."""
         try:
-            channel = await link.connection.channel()
+            # A dead letter the broker cannot route must fail, not count as sent.
+            channel = await link.connection.channel(on_return_raises=True)
             topology = await declare_topology(
                 channel, self._names, delivery_limit=self._settings.amqp_delivery_limit
             )
+        except REFUSALS as e:
+            log.error("the broker refused the queues", service=self._name, error=str(e))
+            return EXIT_FAILED
         except SETTLE_ERRORS as e:
             log.warning("declaring on the broker failed", service=self._name, error=repr(e))
             return None

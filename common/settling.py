@@ -1,25 +1,27 @@
 """The one place a received message is acked, dead-lettered or returned to its queue.
 
 Each delivery is settled exactly once: its rejections are first published to the
-dead-letter exchange (a confirmed publish, the reason in ``x-dead-letter-reason``), then
-it is acked, in runs of multiple-acks (:class:`AckWindow`). If the dead-letter publish
-fails it is returned to its queue: the redelivery repeats the idempotent write and the
-dead-lettering. A delivery of a channel that closed is never settled: the broker
-redelivers it.
+dead-letter exchange (a confirmed, mandatory publish, the reason in
+``x-dead-letter-reason``), then it is acked, in runs of multiple-acks (:class:`AckWindow`).
+A dead letter the broker returns (its queue was deleted) is sent again once the queue is
+declared again. If the dead-letter publish fails it is returned to its queue: the
+redelivery repeats the idempotent write and the dead-lettering. A delivery of a channel
+that closed is never settled: the broker redelivers it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import deque
 from collections.abc import Sequence
 
 import aio_pika
+import aiormq
 import structlog
-from aio_pika.abc import AbstractExchange
 
-from common.amqp import SETTLE_ERRORS
+from common.amqp import SETTLE_ERRORS, Topology
 from common.inbound import Inbound
 from common.records import DataType
 from common.tickets import Rejection
@@ -32,9 +34,9 @@ REASON_HEADER = "x-dead-letter-reason"
 class Settler:
     """Settles the deliveries of one queue received on one channel."""
 
-    def __init__(self, data_type: DataType, dead_letter_exchange: AbstractExchange) -> None:
+    def __init__(self, data_type: DataType, topology: Topology) -> None:
         self.data_type = data_type
-        self.dead_letter_exchange = dead_letter_exchange
+        self.topology = topology
         self.acks = AckWindow(data_type)
 
     def received(self, message: Inbound) -> AmqpDelivery:
@@ -88,16 +90,25 @@ class AmqpDelivery:
         headers = dict(message.headers or {})
         headers[REASON_HEADER] = rejection.reason[:1000]
         headers["x-original-queue-type"] = data_type.value
-        await self._settler.dead_letter_exchange.publish(
-            aio_pika.Message(
-                body,
-                headers=headers,
-                content_type=message.content_type,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
+        letter = aio_pika.Message(
+            body,
+            headers=headers,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        topology = self._settler.topology
+        publish = functools.partial(
+            topology.dead_letter_exchange.publish,
+            letter,
             routing_key=data_type.value,
             mandatory=True,
         )
+        try:
+            await publish()
+        except aiormq.exceptions.PublishError:  # returned: no queue bound (one deleted?)
+            log.warning("dead letter returned; its queue declared again", data_type=data_type.value)
+            await topology.dead_letter_depth(data_type)
+            await publish()  # returned again: a failure to settle, so redelivered later
 
 
 class AckWindow:

@@ -377,3 +377,53 @@ async def test_a_queue_deleted_under_the_service_stops_it_with_a_failure(
         await channel.close()
         code = await asyncio.wait_for(asyncio.shield(running.task), timeout=30)
     assert code == 1
+
+
+async def test_a_dead_letter_queue_deleted_under_the_service_is_declared_again(
+    start_service: StartService,
+    amqp_connection: aio_pika.abc.AbstractConnection,
+    exchange_prefix: str,
+) -> None:
+    writer = RecordingWriter()
+    names = Names(exchange_prefix, "testsvc")
+    dlq_name = names.dead_letter_queue(DataType.ARTISTS)
+    async with start_service(writer) as running:
+        channel = await amqp_connection.channel()
+        await channel.queue_delete(dlq_name)  # an operator emptying it
+        await publish(amqp_connection, exchange_prefix, DataType.ARTISTS, b"{not json", artist(1))
+        await eventually(lambda: writer.count(DataType.ARTISTS) == 1, what="the good record")
+        stats = running.service.metrics.types[DataType.ARTISTS]
+        await eventually(lambda: stats.dead_lettered == 1, what="the bad one dead-lettered")
+    # Not acked as sent while the broker dropped it: it waits in the queue declared again.
+    dlq = await channel.declare_queue(dlq_name, passive=True)
+    async with dlq.iterator(timeout=10) as messages:
+        async for message in messages:
+            assert "not JSON" in str((message.headers or {})[REASON_HEADER])
+            await message.ack()
+            break
+    assert await ready_count(amqp_connection, names.queue(DataType.ARTISTS)) == 0
+
+
+async def test_a_queue_the_broker_refuses_to_declare_stops_the_service_with_a_failure(
+    amqp_connection: aio_pika.abc.AbstractConnection, exchange_prefix: str
+) -> None:
+    channel = await amqp_connection.channel()
+    names = Names(exchange_prefix, "testsvc")
+    # Declared before with another delivery limit: the broker refuses the service's own.
+    await channel.declare_queue(
+        names.queue(DataType.LABELS),
+        durable=True,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-delivery-limit": 3,
+            "x-dead-letter-exchange": names.dead_letter_exchange(),
+            "x-dead-letter-routing-key": DataType.LABELS.value,
+        },
+    )
+    await channel.close()
+    settings = RuntimeSettings(
+        discogs_exchange_prefix=exchange_prefix, amqp_url=servers.AMQP_URL, health_port=0
+    )
+    service = Service(name="testsvc", settings=settings, writer=RecordingWriter())
+    code = await asyncio.wait_for(service.run(asyncio.Event()), timeout=30)
+    assert code == 1  # at once, not a loop of connecting and declaring again

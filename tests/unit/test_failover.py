@@ -160,6 +160,8 @@ def test_an_empty_list_is_refused() -> None:
         (ConnectionResetError(), True),
         (aiormq.exceptions.ChannelInvalidStateError("closed"), True),
         (aiormq.exceptions.ChannelNotFoundEntity("no queue"), False),
+        (aiormq.exceptions.ChannelPreconditionFailed("other arguments"), False),
+        (aiormq.exceptions.ChannelAccessRefused("no permission"), False),
         (ValueError("a bug"), False),
     ],
 )
