@@ -72,3 +72,10 @@ def test_projections_by_wall_clock_and_by_cpu() -> None:
     assert done["growth_rate_ratio"] == 1.25  # 5x the records in 4x the time
     # 44 against 40 CPU s per 1 % (from per-record figures rounded to the microsecond)
     assert done["growth_cpu_per_record_ratio"] == pytest.approx(1.1, abs=0.01)
+    # Between the sizes: 4 % of the dump in 300 s and 180 CPU s.
+    marginal = done["marginal"]
+    assert marginal["records_per_s"] == round(4 * small / 300)
+    assert marginal["full_dump_projection_h"] == pytest.approx(300 * 25 / 3600, abs=0.01)
+    assert marginal["cpu_bound_projection_h"] == pytest.approx(
+        180 * 25 / pipeline.CORES / 3600, abs=0.01
+    )
