@@ -131,6 +131,12 @@ class ChunkReader(AsyncResource):
             await self._queue.put(None)
         except (DumpError, WorkerDied) as e:
             await self._queue.put(e)
+        except Exception as e:  # noqa: BLE001 - handed on: the run stops with it, never waits
+            # Anything else on the reader thread (the state folder's disk full, an id the
+            # manifest cannot hold) ends the run as a broken dump does, naming the file.
+            broken = DumpError(f"{self._dump.path}: reading stopped: {e!r}")
+            broken.__cause__ = e
+            await self._queue.put(broken)
 
     def _cut(self) -> RawChunk | None:
         """Runs on the reader thread."""

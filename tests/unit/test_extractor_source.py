@@ -190,3 +190,29 @@ async def test_a_delta_that_breaks_sends_what_was_picked_before_the_break(
             await read_all(chunks, bodies)
     assert ids_of(bodies) == [r.id for r in iter_records(RELEASES)][:before]
     selection.close(keep=False)
+
+
+async def test_a_failure_of_the_reader_thread_is_an_error_not_a_hang(
+    workers: Workers, tmp_path: Path
+) -> None:
+    # With a state folder the reader thread writes each id to the manifest; an id past 64
+    # bits fails there with an error no rule of reading a dump expects (as a full disk
+    # under the state folder would).
+    text = gzip.decompress(RELEASES.path.read_bytes())
+    at = text.index(b'<release id="', len(text) // 2) + len(b'<release id="')
+    end = text.index(b'"', at)
+    path = tmp_path / "discogs_20200806_releases.xml.gz"
+    path.write_bytes(gzip.compress(text[:at] + str(2**64).encode() + text[end:]))
+    dump = DumpFile.from_path(path)
+    selection = open_selection(tmp_path, dump, full=True)
+    assert selection is not None
+    chunks = ChunkReader(
+        dump, Packing(batch_size=30), workers, chunk_records=30, chunk_bytes=1 << 30, ahead=2,
+        selection=selection,
+    )  # fmt: skip
+    async with chunks:
+        with pytest.raises(DumpError, match=f"{path}: reading stopped: .*error"):
+            await asyncio.wait_for(read_all(chunks, []), timeout=30)
+        with pytest.raises(DumpError):  # and it stays broken
+            await chunks.next()
+    selection.close(keep=False)
