@@ -90,7 +90,8 @@ class Purger:
         while True:
             params = {"version": version, "after": after, "limit": self._chunk_size}
             async with self._transaction() as cur:
-                await cur.execute(statement, params)
+                await cur.execute(sql.ADVISORY_LOCK, (spec.purge_lock_key,))
+                await cur.execute(statement, params)  # a snapshot taken once it holds the lock
                 row = await cur.fetchone()
             deleted += int(row[0]) if row else 0
             if row is None or row[1] is None:  # nothing left after ``after``

@@ -76,6 +76,11 @@ class TableSpec:
     def lock_key(self) -> str:
         return f"tableinator:{self.data_type.value}"
 
+    @property
+    def purge_lock_key(self) -> str:
+        """Held shared by every write of the type, exclusively by a purge chunk."""
+        return f"tableinator:{self.data_type.value}:purge"
+
 
 def _text_indexes(table: str, field: str) -> tuple[Index, ...]:
     expr = f"data->>'{field}'"
@@ -175,6 +180,11 @@ def is_empty(spec: TableSpec) -> sql.Composed:
 # --- bulk-load state (parameters: the data type) -------------------------------------
 
 ADVISORY_LOCK: Final = sql.SQL("SELECT pg_advisory_xact_lock(hashtext(%s))")
+# A write of a type holds its purge lock shared, a purge chunk exclusively (ADVISORY_LOCK):
+# a chunk deletes only once the writes in flight (another replica's) have committed their
+# stamps, and a write that starts meanwhile sees what the chunk deleted, so it writes the
+# row anew instead of finding it unchanged and stamping a row that is gone.
+SHARED_LOCK: Final = sql.SQL("SELECT pg_advisory_xact_lock_shared(hashtext(%s))")
 READ_FLAG: Final = sql.SQL("SELECT indexes_dropped FROM {} WHERE data_type = %s").format(
     STATE_TABLE
 )

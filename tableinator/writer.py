@@ -83,6 +83,7 @@ class PostgresWriter:
         if not rows:
             return WriteResult(written=0, unchanged=0)
         async with self._transaction() as cur:
+            await cur.execute(sql.SHARED_LOCK, (spec.purge_lock_key,))
             await cur.execute(sql.create_stage(spec, lz4=self._lz4))
             async with cur.copy(sql.copy_stage(spec)) as copy:
                 copy.set_types(spec.copy_types)

@@ -21,6 +21,7 @@ from common.normalise import normalise
 from common.records import DataType, Record
 from common.sink import TransientWriteError
 from extractor.xmlparse import DumpFile, iter_records
+from tableinator import sql
 from tableinator.writer import PostgresWriter
 from tests.integration.test_tableinator_writer import fetch, wait_for_lock_waiter
 
@@ -274,3 +275,48 @@ async def test_setup_adds_the_version_columns_to_an_older_schema(
     assert await load(writer, records) == (5, 0, 5)
     assert await complete(writer, FEB) == 1  # the row from before had no stamp
     assert_equals_version(await rows_of(pool, RELEASES), records)
+
+
+async def test_a_purge_waits_for_another_replicas_write_in_flight(
+    pool: AsyncConnectionPool[Any], pg_dsn: str
+) -> None:
+    writer = await loaded_jan(pool)
+    feb = stamped(sample(RELEASES), FEB)  # nothing changed: every write finds its row unchanged
+    x = feb[500]
+    await load(writer, [r for r in feb if r.id != x.id])
+    await writer.file_complete(FileComplete(RELEASES, "discogs_20260201_releases", None, FEB))
+    lock_key = sql.SPECS[RELEASES].purge_lock_key
+    admin = await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True)
+    async with admin:
+        async with admin.transaction():  # another replica's write of x, not committed yet
+            await admin.execute(sql.SHARED_LOCK, (lock_key,))
+            purge = asyncio.create_task(
+                writer.extraction_complete(RELEASES, ExtractionComplete(FEB, {}), dead_letters=0)
+            )
+            await wait_for_lock_waiter(admin, time.monotonic() + 10)
+            await admin.execute(
+                "INSERT INTO releases_seen (data_id, version) VALUES (%s, %s)"
+                " ON CONFLICT (data_id) DO UPDATE SET version = EXCLUDED.version",
+                (x.id, FEB),
+            )
+        assert await purge == 0  # x was stamped before the purge looked
+    assert x.id in await rows_of(pool, RELEASES)
+
+
+async def test_a_write_during_a_purge_chunk_writes_again_the_row_it_deleted(
+    pool: AsyncConnectionPool[Any], pg_dsn: str
+) -> None:
+    writer = await loaded_jan(pool)
+    x = stamped(sample(RELEASES), FEB)[500]
+    admin = await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True)
+    async with admin:
+        async with admin.transaction():  # a purge chunk deleting x (stamped January)
+            await admin.execute(sql.ADVISORY_LOCK, (sql.SPECS[RELEASES].purge_lock_key,))
+            await admin.execute("DELETE FROM releases WHERE data_id = %s", (x.id,))
+            await admin.execute("DELETE FROM releases_seen WHERE data_id = %s", (x.id,))
+            write = asyncio.create_task(writer.write(RELEASES, [x]))
+            await wait_for_lock_waiter(admin, time.monotonic() + 10)
+        result = await write
+    assert (result.written, result.added) == (1, 1)  # not "unchanged": the row was gone
+    assert (await rows_of(pool, RELEASES))[x.id][:3] == (x.stored_hash, x.data, FEB)
+    assert (await seen_of(pool, RELEASES))[x.id] == FEB
