@@ -79,14 +79,18 @@ def _seek(var: str, label: str, value: str, key: str = "id", pattern: str = "") 
 # text); it returns one row, the list of the changed records as [id, added, node, seen]:
 # `added` tells whether the node was new or a placeholder, `node` is its element id and
 # `seen` its version from now on (one list, not a row each: the driver handles every row
-# it receives as a message of its own, and a first load changes every record). The
-# gate writes `seen` of every changed record, which locks its node until the
-# transaction ends, so the properties written next by :data:`NODE_PROPS` cannot race
-# another writer's gate. An unchanged record only moves `seen` forward, touching no
-# relationship. Only the ids, hashes and versions travel here: the properties of the
-# (in an update, few) changed records follow in :data:`NODE_PROPS`.
+# it receives as a message of its own, and a first load changes every record). A node
+# that exists is locked before the MERGE reads it (a property written and removed: MERGE
+# alone locks only what it creates), so another replica's gate or a purge in flight on
+# it is waited for and its outcome read (a node the purge deleted meanwhile is created
+# anew), not a value it is about to replace. An unchanged record only moves `seen`
+# forward, touching no relationship. Only the ids, hashes and versions travel here: the
+# properties of the (in an update, few) changed records follow in :data:`NODE_PROPS`.
 GATE: dict[DataType, str] = {
-    data_type: f"{KEEP_PLAN}UNWIND $rows AS row MERGE (n:{label} {{id: row.id}}) "
+    data_type: f"{KEEP_PLAN}UNWIND $rows AS row OPTIONAL {_seek('o', label, 'row.id')}"
+    "FOREACH (_ IN CASE WHEN o IS NULL THEN [] ELSE [1] END | "
+    "SET o.locked_ = true REMOVE o.locked_) "
+    f"WITH row MERGE (n:{label} {{id: row.id}}) "
     "WITH n, row, coalesce(n.placeholder, true) AS added, n.seen AS seen "
     "WITH n, row, added, seen, "
     "(seen IS NULL OR row.version IS NULL OR seen <= row.version) AS in_order "
@@ -260,7 +264,8 @@ class PurgeStatements:
 
     facts: str  # $version -> stored (complete nodes), seen (stamped with $version)
     candidates: str  # $version -> ids of complete nodes not seen in $version or later
-    claim: str  # rows {id, version} -> ids still candidates, now locked
+    lock: str  # rows {id}: the candidates locked, so that the claim reads them after
+    claim: str  # rows {id, version} -> ids still candidates (read under the lock)
     demote: str  # rows {id}: still referenced -> placeholder (RENAME names it): element ids
     delete: str  # rows {id}: referenced by nothing -> deleted
 
@@ -273,6 +278,7 @@ def _purge(label: str) -> PurgeStatements:
         "sum(CASE WHEN n.seen = $version THEN 1 ELSE 0 END) AS seen",
         candidates=f"MATCH (n:{label}) WHERE {stale.format(v='$version')} "
         "RETURN n.id AS id ORDER BY id",
+        lock=f"{one}SET n.locked_ = true REMOVE n.locked_",
         claim=f"{one}WHERE {stale.format(v='row.version')} SET n.placeholder = true "
         "RETURN n.id AS id",
         demote=f"{one}WHERE EXISTS {{ (n)--() }} "

@@ -6,9 +6,9 @@ nodes of that type not seen in V (``seen`` absent or older) are removed, provide
 guards of :func:`common.purge.decide` allow it:
 
 1. the candidate ids are read once (one label scan), then handled in chunks, each chunk
-   one managed write transaction: *claim* (re-check and lock: a write that confirmed the
-   node since the candidates were read wins, though one committing at that very moment may
-   not, docs/scaling.md), remove the edges the records own (collecting the
+   one managed write transaction: *claim* (lock, then re-check: a write that confirmed the
+   node since the candidates were read, or in flight on it, wins), remove the edges the
+   records own (collecting the
    nodes they pointed at), *demote* the nodes something else still references to
    placeholders (``id``, ``placeholder: true``), *delete* the others, delete the former
    targets left as orphan placeholders / tags, and name the placeholders among the former
@@ -111,6 +111,9 @@ async def purge_chunk(
 ) -> PurgeCount:
     """One chunk, in one transaction (see module doc)."""
     statements = cypher.PURGE[data_type]
+    # Locked first, read after: a write of another replica in flight on a candidate is
+    # committed before the claim reads its `seen`, so a record it confirmed stays.
+    await (await tx.run(statements.lock, rows=rows)).consume()
     result = await tx.run(statements.claim, rows=rows)
     claimed = [{"id": i} for i in await result.value("id")]
     if not claimed:

@@ -79,7 +79,7 @@ ALL_STATEMENTS = [
     *(q for plan in cypher.PLANS.values() for q in plan.links.values()),
     cypher.ORPHANS,
     cypher.RENAME,
-    *(q for p in cypher.PURGE.values() for q in (p.claim, p.demote, p.delete)),
+    *(q for p in cypher.PURGE.values() for q in (p.lock, p.claim, p.demote, p.delete)),
 ]
 # Whole-label statements of the purge and the pipeline state: named parameters only.
 SCAN_STATEMENTS = [
@@ -447,7 +447,7 @@ def test_gate_on_hash_and_version_order() -> None:
 
 ROW_STATEMENTS = [
     *BATCH_STATEMENTS,
-    *(q for p in cypher.PURGE.values() for q in (p.claim, p.demote, p.delete)),
+    *(q for p in cypher.PURGE.values() for q in (p.lock, p.claim, p.demote, p.delete)),
 ]
 
 
