@@ -8,11 +8,11 @@ guards of :func:`common.purge.decide` allow it:
 1. the candidate ids are read once (one label scan), then handled in chunks, each chunk
    one managed write transaction: *claim* (lock, then re-check: a write that confirmed the
    node since the candidates were read, or in flight on it, wins), remove the edges the
-   records own (collecting the
-   nodes they pointed at), *demote* the nodes something else still references to
-   placeholders (``id``, ``placeholder: true``), *delete* the others, delete the former
-   targets left as orphan placeholders / tags, and name the placeholders among the former
-   targets and the demoted nodes from the references left (:mod:`graphinator.names`);
+   records own (collecting the nodes they pointed at), *demote* the nodes something else
+   still references to placeholders (``id``, ``placeholder: true``), *delete* the others,
+   delete the former targets left as orphan placeholders / tags, and name the placeholders
+   among the former targets and the demoted nodes from the references left
+   (:mod:`graphinator.names`);
 2. every chunk commits on its own and re-checks its candidates, so a crash mid-purge
    followed by the redelivered ``extraction_complete`` finishes the work exactly.
 """

@@ -100,10 +100,10 @@ def purge_chunk(spec: TableSpec) -> sql.Composed:
     order (an index range scan whatever the statistics say), so the whole purge reads each
     row once; each id of the span costs one primary-key probe of the seen table. A row goes
     when it has no stamp or an older one; a newer stamp is never purged by an older
-    version's completion. Both tables lose the ids in one statement, run under the type's
-    purge lock (:data:`tableinator.sql.SHARED_LOCK`), so the stamps of writes in flight are
-    committed and seen. Returns one row: (rows deleted, last id examined, or NULL when the
-    span was empty: the purge is done).
+    version's completion. Both tables lose the ids in one statement, run holding the type's
+    purge lock (``TableSpec.purge_lock_key``, which every write holds shared), so the
+    stamps of writes in flight are committed and seen. Returns one row: (rows deleted, last
+    id examined, or NULL when the span was empty: the purge is done).
     """
     return sql.SQL(
         "WITH span AS (SELECT data_id FROM {t} WHERE data_id > %(after)s"
